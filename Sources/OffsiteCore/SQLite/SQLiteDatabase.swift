@@ -1,0 +1,211 @@
+import CSQLite
+import Foundation
+
+/// A failed SQLite call: the operation, the file, SQLite's result code and its own message.
+public struct SQLiteError: UserFacingError, Equatable {
+    /// SQLite's (extended) result code.
+    public var code: Int32
+    /// What was being done (`open`, `prepare`, `step`, …).
+    public var operation: String
+    /// The database file, when known.
+    public var path: String
+    /// SQLite's message.
+    public var detail: String
+
+    public var message: String {
+        let place = path.isEmpty ? "" : " \(path)"
+        return "sqlite \(operation)\(place): \(detail)"
+    }
+
+    /// Whether the error is SQLITE_BUSY or SQLITE_LOCKED (another connection holds a lock).
+    public var isBusy: Bool {
+        let primary = code & 0xff
+        return primary == SQLITE_BUSY || primary == SQLITE_LOCKED
+    }
+}
+
+/// One connection to a SQLite database. Every C return code goes through `check`.
+/// Not thread-safe: use one connection per thread.
+public final class SQLiteDatabase {
+    /// The raw handle, for the few places (the backup API) that need it.
+    public let handle: OpaquePointer
+    /// The file this connection opened.
+    public let path: String
+
+    /// How to open a database.
+    public enum Mode: Sendable {
+        /// Read only; fails if the file is missing.
+        case readOnly
+        /// Read and write; fails if the file is missing.
+        case readWrite
+        /// Read and write, creating the file when missing.
+        case create
+    }
+
+    /// Opens `path`; `busyTimeout` is how long a statement waits for a lock before SQLITE_BUSY.
+    public init(path: String, mode: Mode = .readWrite, busyTimeout: Duration = .seconds(5)) throws {
+        var flags: Int32 = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
+        switch mode {
+        case .readOnly: flags |= SQLITE_OPEN_READONLY
+        case .readWrite: flags |= SQLITE_OPEN_READWRITE
+        case .create: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        }
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let detail = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_close_v2(db)
+            throw SQLiteError(code: rc, operation: "open", path: path, detail: detail)
+        }
+        self.handle = db
+        self.path = path
+        sqlite3_extended_result_codes(db, 1)
+        let millis = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
+        sqlite3_busy_timeout(db, Int32(clamping: millis))
+    }
+
+    deinit {
+        sqlite3_close_v2(handle)
+    }
+
+    /// Throws a `SQLiteError` for `operation` unless `rc` is one of `accepted`.
+    @discardableResult
+    public func check(_ rc: Int32, _ operation: String, accepting accepted: Set<Int32> = [SQLITE_OK]) throws -> Int32 {
+        if accepted.contains(rc) { return rc }
+        throw SQLiteError(code: rc, operation: operation, path: path, detail: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    /// Runs one or more statements that return no rows of interest.
+    public func execute(_ sql: String) throws {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if rc != SQLITE_OK {
+            let detail = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_free(errorMessage)
+            throw SQLiteError(code: rc, operation: "exec", path: path, detail: detail)
+        }
+    }
+
+    /// Compiles one statement.
+    public func prepare(_ sql: String) throws -> SQLiteStatement {
+        var statement: OpaquePointer?
+        try check(sqlite3_prepare_v2(handle, sql, -1, &statement, nil), "prepare")
+        guard let statement else {
+            throw SQLiteError(code: SQLITE_MISUSE, operation: "prepare", path: path, detail: "empty statement")
+        }
+        return SQLiteStatement(statement: statement, database: self)
+    }
+
+    /// The first column of the first row of `sql`, as text (nil for NULL or no row).
+    public func scalarText(_ sql: String) throws -> String? {
+        let statement = try prepare(sql)
+        guard try statement.step() else { return nil }
+        return statement.text(at: 0)
+    }
+
+    /// The first column of the first row of `sql`, as an integer (nil for NULL or no row).
+    public func scalarInt(_ sql: String) throws -> Int64? {
+        let statement = try prepare(sql)
+        guard try statement.step(), !statement.isNull(at: 0) else { return nil }
+        return statement.int64(at: 0)
+    }
+
+    /// Every value of the first column of `sql`, as text.
+    public func column(_ sql: String) throws -> [String] {
+        let statement = try prepare(sql)
+        var values: [String] = []
+        while try statement.step() { values.append(statement.text(at: 0) ?? "") }
+        return values
+    }
+
+    /// The rowid of the last inserted row.
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// Runs `body` inside BEGIN IMMEDIATE … COMMIT, rolling back when it throws.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// The version of the linked SQLite library.
+    public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
+}
+
+/// A compiled statement. Bind with 1-based indexes, read columns with 0-based indexes.
+public final class SQLiteStatement {
+    let statement: OpaquePointer
+    let database: SQLiteDatabase
+
+    init(statement: OpaquePointer, database: SQLiteDatabase) {
+        self.statement = statement
+        self.database = database
+    }
+
+    deinit {
+        sqlite3_finalize(statement)
+    }
+
+    /// A value that can be bound to a parameter.
+    public enum Value: Sendable, Equatable {
+        case null
+        case integer(Int64)
+        case real(Double)
+        case text(String)
+        case blob([UInt8])
+    }
+
+    /// Binds `values` to parameters 1…n, after resetting the statement.
+    public func bind(_ values: [Value]) throws {
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let rc: Int32
+            switch value {
+            case .null: rc = sqlite3_bind_null(statement, index)
+            case let .integer(v): rc = sqlite3_bind_int64(statement, index, v)
+            case let .real(v): rc = sqlite3_bind_double(statement, index, v)
+            case let .text(v): rc = sqlite3_bind_text(statement, index, v, -1, offsite_sqlite_transient())
+            case let .blob(v):
+                rc = v.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), offsite_sqlite_transient()) }
+            }
+            try database.check(rc, "bind")
+        }
+    }
+
+    /// Binds `values` and runs the statement to completion.
+    public func run(_ values: [Value] = []) throws {
+        try bind(values)
+        while try step() {}
+    }
+
+    /// Steps once: true when a row is available, false when done.
+    public func step() throws -> Bool {
+        let rc = sqlite3_step(statement)
+        if rc == SQLITE_ROW { return true }
+        if rc == SQLITE_DONE { return false }
+        let error = SQLiteError(code: rc, operation: "step", path: database.path,
+                                detail: String(cString: sqlite3_errmsg(database.handle)))
+        sqlite3_reset(statement)
+        throw error
+    }
+
+    /// Whether column `index` of the current row is NULL.
+    public func isNull(at index: Int32) -> Bool { sqlite3_column_type(statement, index) == SQLITE_NULL }
+    /// Column `index` of the current row as an integer.
+    public func int64(at index: Int32) -> Int64 { sqlite3_column_int64(statement, index) }
+    /// Column `index` of the current row as a double.
+    public func double(at index: Int32) -> Double { sqlite3_column_double(statement, index) }
+    /// Column `index` of the current row as text, nil for NULL.
+    public func text(at index: Int32) -> String? {
+        guard let pointer = sqlite3_column_text(statement, index) else { return nil }
+        return String(cString: pointer)
+    }
+}

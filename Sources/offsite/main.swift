@@ -1,0 +1,3 @@
+import OffsiteCore
+
+print("offsite")
