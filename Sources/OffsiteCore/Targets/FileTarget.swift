@@ -1,0 +1,213 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A target in a local or mounted folder (`file:///mnt/usb/offsite`).
+///
+/// Uploads go to a hidden temporary file beside the final name, are fsynced, renamed into place and
+/// the folder is fsynced, so a crash leaves either the old state or the complete object. Leftover
+/// temporaries (`.*.offsite-tmp`) are never listed and are removed by `removeStaleTemporaries`.
+public final class FileTarget: Target {
+    public let name: String
+    /// The folder that holds the objects.
+    public let root: String
+
+    /// The suffix of temporary upload files.
+    static let temporarySuffix = ".offsite-tmp"
+
+    /// Creates a target rooted at `root` (created on first upload, mode 0700).
+    public init(name: String, root: String) {
+        self.name = name
+        self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+    }
+
+    public var location: String { "file://\(root)" }
+
+    func path(for key: String) throws -> String {
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+        guard !key.isEmpty, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+            throw TargetError.failed(target: name, operation: "resolve key", detail: "invalid key \(key)", hint: nil, isPermanent: true)
+        }
+        return root + "/" + key
+    }
+
+    public func makeUpload(key: String) throws -> any TargetUpload {
+        let finalPath = try path(for: key)
+        let folder = (finalPath as NSString).deletingLastPathComponent
+        try createFolders(folder)
+        let fileName = (finalPath as NSString).lastPathComponent
+        let temporary = "\(folder)/.\(fileName).\(UInt32.random(in: 0...UInt32.max))\(FileTarget.temporarySuffix)"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("create \(temporary)") }
+        return FileUpload(target: self, descriptor: fd, temporaryPath: temporary, finalPath: finalPath, folder: folder)
+    }
+
+    public func list(prefix: String) throws -> [RemoteObject] {
+        var results: [RemoteObject] = []
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) else { return [] }
+        guard isDirectory.boolValue else {
+            throw TargetError.failed(target: name, operation: "list", detail: "\(root) is not a folder", hint: nil, isPermanent: true)
+        }
+        try walk(folder: root, relative: "", prefix: prefix, into: &results)
+        return results.sorted { $0.key < $1.key }
+    }
+
+    private func walk(folder: String, relative: String, prefix: String, into results: inout [RemoteObject]) throws {
+        guard let directory = opendir(folder) else { throw failure("list \(folder)") }
+        defer { closedir(directory) }
+        while true {
+            errno = 0
+            guard let entry = readdir(directory) else {
+                if errno != 0 { throw failure("list \(folder)") }
+                break
+            }
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if entryName.hasPrefix(".") { continue }  // ., .., temporaries and hidden files
+            let key = relative.isEmpty ? entryName : "\(relative)/\(entryName)"
+            // Prune folders that cannot hold keys with the prefix.
+            guard key.hasPrefix(prefix) || prefix.hasPrefix(key + "/") else { continue }
+            let full = "\(folder)/\(entryName)"
+            var info = stat()
+            guard stat(full, &info) == 0 else {
+                if errno == ENOENT { continue }  // removed while listing
+                throw failure("stat \(full)")
+            }
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                try walk(folder: full, relative: key, prefix: prefix, into: &results)
+            } else if (info.st_mode & S_IFMT) == S_IFREG, key.hasPrefix(prefix) {
+                let modified = Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9)
+                results.append(RemoteObject(key: key, size: Int64(info.st_size), modified: modified))
+            }
+        }
+    }
+
+    public func download(key: String, into sink: any ByteSink) throws {
+        let path = try path(for: key)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { throw TargetError.notFound(target: name, key: key) }
+            throw failure("open \(path)")
+        }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(fd, buffer.baseAddress, buffer.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw failure("read \(path)")
+            }
+            if count == 0 { break }
+            try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+    }
+
+    public func delete(key: String) throws {
+        let path = try path(for: key)
+        if unlink(path) != 0 && errno != ENOENT { throw failure("delete \(path)") }
+        fsyncFolder((path as NSString).deletingLastPathComponent)
+    }
+
+    /// Removes temporary upload files older than `age` left by a crash, returning how many.
+    @discardableResult
+    public func removeStaleTemporaries(olderThan age: TimeInterval = 0) -> Int {
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else { return 0 }
+        var removed = 0
+        let cutoff = Date().addingTimeInterval(-age)
+        while let relative = enumerator.nextObject() as? String {
+            guard relative.hasSuffix(FileTarget.temporarySuffix) else { continue }
+            let full = "\(root)/\(relative)"
+            let modified = (try? FileManager.default.attributesOfItem(atPath: full)[.modificationDate] as? Date) ?? Date.distantPast
+            if modified <= cutoff, unlink(full) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
+    func createFolders(_ folder: String) throws {
+        var info = stat()
+        if stat(folder, &info) == 0 { return }
+        let parent = (folder as NSString).deletingLastPathComponent
+        if parent != folder && !parent.isEmpty { try createFolders(parent) }
+        if mkdir(folder, 0o700) != 0 && errno != EEXIST { throw failure("create folder \(folder)") }
+        fsyncFolder(parent)
+    }
+
+    func failure(_ operation: String, code: Int32 = errno) -> TargetError {
+        let detail = String(cString: strerror(code))
+        let permanent = code == EACCES || code == EPERM || code == EROFS || code == ENOSPC || code == EDQUOT
+        let hint: String? = switch code {
+        case EACCES, EPERM: "check that the agent's user may write to \(root)"
+        case ENOSPC, EDQUOT: "the target's disk is full: free space or tighten its retention"
+        case EROFS: "the target's file system is mounted read-only"
+        default: nil
+        }
+        return .failed(target: name, operation: operation, detail: detail, hint: hint, isPermanent: permanent)
+    }
+}
+
+/// fsyncs a folder so a rename or unlink inside it survives a crash; errors are ignored because
+/// some file systems refuse fsync on folders.
+func fsyncFolder(_ path: String) {
+    let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
+}
+
+/// An upload into a `FileTarget`: a temporary file renamed into place on commit.
+final class FileUpload: TargetUpload {
+    let target: FileTarget
+    var descriptor: Int32
+    let temporaryPath: String
+    let finalPath: String
+    let folder: String
+    var isDone = false
+
+    init(target: FileTarget, descriptor: Int32, temporaryPath: String, finalPath: String, folder: String) {
+        self.target = target
+        self.descriptor = descriptor
+        self.temporaryPath = temporaryPath
+        self.finalPath = finalPath
+        self.folder = folder
+    }
+
+    deinit {
+        if !isDone { abort() }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw target.failure("write \(temporaryPath)")
+            }
+            offset += written
+        }
+    }
+
+    func finish() throws {
+        guard descriptor >= 0 else { return }
+        if fsync(descriptor) != 0 { throw target.failure("fsync \(temporaryPath)") }
+        if close(descriptor) != 0 { descriptor = -1; throw target.failure("close \(temporaryPath)") }
+        descriptor = -1
+    }
+
+    func commit() throws {
+        if descriptor >= 0 { try finish() }
+        if rename(temporaryPath, finalPath) != 0 { throw target.failure("rename to \(finalPath)") }
+        isDone = true
+        fsyncFolder(folder)
+    }
+
+    func abort() {
+        if descriptor >= 0 { close(descriptor); descriptor = -1 }
+        unlink(temporaryPath)
+        isDone = true
+    }
+}
