@@ -70,6 +70,13 @@ extension OffsiteConfig {
         tree["targets"] = [target]
 
         let context = ConfigContext(environment: environment, baseDirectory: FileManager.default.currentDirectoryPath)
+        if try encryptionFromEnvironment(context) == nil {
+            throw ConfigError(keyPath: "OFFSITE_RECIPIENTS",
+                              problem: "not set: backups are never stored unencrypted by default",
+                              hint: "set OFFSITE_RECIPIENTS (age1…) or OFFSITE_PASSPHRASE_FILE, or OFFSITE_ENCRYPTION=none")
+        }
+        variableAt["targets[0].accessKeyId"] = "AWS_ACCESS_KEY_ID"
+        variableAt["targets[0].secretAccessKey"] = "AWS_SECRET_ACCESS_KEY"
         do {
             return try parseTree(ConfigNode(value: tree, path: "", context: context))
         } catch var error as ConfigError {
