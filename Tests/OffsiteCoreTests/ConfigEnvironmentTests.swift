@@ -74,7 +74,16 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         // A `$` in a variable's value is taken literally, not expanded again.
         #expect(target.username == "backup$user")
         #expect(target.password?.value == "dav-password")
+        #expect(config.warnings.isEmpty)
         #expect(target.retention == RetentionPolicy(last: 3, daily: 7, within: .seconds(2 * 86_400)))
+    }
+
+    @Test func passwordsFromVariablesAreNotWarnedAbout() throws {
+        let environment = ["OFFSITE_DATA_DIR": "/data", "OFFSITE_TARGET": "webdav+http://h/p", "OFFSITE_RECIPIENTS": recipient,
+                           "OFFSITE_WEBDAV_USERNAME": "u", "OFFSITE_WEBDAV_PASSWORD": "pw"]
+        let config = try #require(try OffsiteConfig.fromEnvironment(environment))
+        #expect(config.targets[0].password?.value == "pw")
+        #expect(config.warnings.isEmpty)
     }
 
     @Test func encryptionVariants() throws {
@@ -139,5 +148,25 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         let webdav = ["OFFSITE_DATA_DIR": "/data", "OFFSITE_TARGET": "webdav+http://h/p", "OFFSITE_ENCRYPTION": "none",
                       "OFFSITE_WEBDAV_PASSWORD": "pw"]
         #expect(failure(webdav)?.keyPath == "OFFSITE_WEBDAV_USERNAME")
+    }
+}
+
+@Suite struct ConfigTargetFlagTests {
+    @Test func aTargetURLFromTheCommandLineTakesCredentialsFromTheEnvironment() throws {
+        let s3 = try TargetConfig(url: "s3://bucket/p", environment: ["AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "sk"])
+        #expect(s3.name == "s3://bucket/p")
+        #expect(s3.accessKeyId == "id" && s3.secretAccessKey?.value == "sk")
+        let webdav = try TargetConfig(url: "webdav+https://h/dav", environment: ["OFFSITE_WEBDAV_USERNAME": "u",
+                                                                                "OFFSITE_WEBDAV_PASSWORD": "p$x"])
+        #expect(webdav.username == "u" && webdav.password?.value == "p$x")
+        let folder = try TargetConfig(url: "file:///mnt/usb", environment: [:])
+        #expect(folder.location == .folder(path: "/mnt/usb") && folder.name == "file:///mnt/usb")
+        do {
+            _ = try TargetConfig(url: "s3://bucket/p", environment: ["AWS_ACCESS_KEY_ID": "id"])
+            Issue.record("a half credential was accepted")
+        } catch let error as ConfigError {
+            #expect(error.keyPath == "AWS_SECRET_ACCESS_KEY")
+        }
+        #expect(throws: ConfigError.self) { try TargetConfig(url: "ftp://x", environment: [:]) }
     }
 }

@@ -75,12 +75,11 @@ func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
     let shutdownTimeout = try top.duration("shutdownTimeout") ?? .seconds(30)
     let restoreIfCorrupt = try top.bool("restoreIfCorrupt") ?? false
 
-    let config = OffsiteConfig(
-        file: nil, databases: databases, watch: watch, local: local, encryption: encryption,
+    return OffsiteConfig(
+        databases: databases, watch: watch, local: local, encryption: encryption,
         compression: compression, integrityCheck: integrityCheck, schedule: schedule, targets: targets,
         health: health, notify: notify, log: log, verify: verify, shutdownTimeout: shutdownTimeout,
         restoreIfCorrupt: restoreIfCorrupt, warnings: warnings)
-    return config
 }
 
 // MARK: - Sections
@@ -386,7 +385,7 @@ func parseTarget(_ node: ConfigNode, warnings: inout [String]) throws -> TargetC
         warnings.append("target \(name): TLS certificate verification is off (insecureSkipVerify)")
     }
     func warnIfInline(_ key: String) {
-        if let raw = object.fields[key] as? String, !raw.contains("${") {
+        if node.context.warnsAboutInlineSecrets, let raw = object.fields[key] as? String, !raw.contains("${") {
             warnings.append("\(object.path(of: key)) is written in the configuration; prefer \(key)File or ${VAR}")
         }
     }

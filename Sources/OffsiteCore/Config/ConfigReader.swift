@@ -9,6 +9,8 @@ import Foundation
 struct ConfigContext {
     var environment: [String: String]
     var baseDirectory: String
+    /// Whether secrets written as plain text are worth a warning (in a file, not from variables).
+    var warnsAboutInlineSecrets = true
 }
 
 /// One value of the configuration tree at a key path.

@@ -69,7 +69,8 @@ extension OffsiteConfig {
         if !retention.isEmpty { target["retention"] = retention }
         tree["targets"] = [target]
 
-        let context = ConfigContext(environment: environment, baseDirectory: FileManager.default.currentDirectoryPath)
+        let context = ConfigContext(environment: environment, baseDirectory: FileManager.default.currentDirectoryPath,
+                                    warnsAboutInlineSecrets: false)
         if try encryptionFromEnvironment(context) == nil {
             throw ConfigError(keyPath: "OFFSITE_RECIPIENTS",
                               problem: "not set: backups are never stored unencrypted by default",
@@ -83,5 +84,37 @@ extension OffsiteConfig {
             if let name = variableAt[error.keyPath] { error.keyPath = name }
             throw error
         }
+    }
+}
+
+extension TargetConfig {
+    /// A target given on the command line as a URL (`--target s3://bucket/prefix`): named by its
+    /// URL, with credentials and settings from the environment as in `fromEnvironment` (S3: the
+    /// `AWS_*` variables; WebDAV: `OFFSITE_WEBDAV_USERNAME`, `OFFSITE_WEBDAV_PASSWORD`/`_FILE`).
+    public init(url: String, environment: [String: String]) throws {
+        let location = try TargetLocation(parsing: url, keyPath: "--target")
+        var tree: [String: Any] = ["name": location.kind.rawValue, "url": url.replacingOccurrences(of: "$", with: "$$")]
+        var variableAt = ["url": "--target"]
+        if location.kind == .webDAV {
+            for (key, name) in [("username", "OFFSITE_WEBDAV_USERNAME"), ("password", "OFFSITE_WEBDAV_PASSWORD"),
+                                ("passwordFile", "OFFSITE_WEBDAV_PASSWORD_FILE")] {
+                variableAt[key] = name
+                if let value = environment[name], !value.isEmpty {
+                    tree[key] = value.replacingOccurrences(of: "$", with: "$$")
+                }
+            }
+        }
+        variableAt["accessKeyId"] = "AWS_ACCESS_KEY_ID"
+        variableAt["secretAccessKey"] = "AWS_SECRET_ACCESS_KEY"
+        let context = ConfigContext(environment: environment, baseDirectory: FileManager.default.currentDirectoryPath,
+                                    warnsAboutInlineSecrets: false)
+        var warnings: [String] = []
+        do {
+            self = try parseTarget(ConfigNode(value: tree, path: "", context: context), warnings: &warnings)
+        } catch var error as ConfigError {
+            if let name = variableAt[error.keyPath] { error.keyPath = name }
+            throw error
+        }
+        name = url
     }
 }

@@ -39,6 +39,32 @@ public struct OffsiteConfig: Sendable {
     /// disabled TLS checks); empty when there is nothing to say. Never contains a secret.
     public var warnings: [String]
 
+    /// Creates a configuration in code (for commands run from flags alone); everything not
+    /// given takes the same default as in a file.
+    public init(databases: [DatabaseConfig] = [], watch: WatchConfig? = nil, local: LocalConfig? = nil,
+                encryption: EncryptionConfig, compression: CompressionConfig = CompressionConfig(),
+                integrityCheck: IntegrityCheck = .quick, schedule: ScheduleConfig = ScheduleConfig(),
+                targets: [TargetConfig], health: HealthConfig = HealthConfig(), notify: NotifyConfig? = nil,
+                log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, shutdownTimeout: Duration = .seconds(30),
+                restoreIfCorrupt: Bool = false, file: String? = nil, warnings: [String] = []) {
+        self.file = file
+        self.databases = databases
+        self.watch = watch
+        self.local = local
+        self.encryption = encryption
+        self.compression = compression
+        self.integrityCheck = integrityCheck
+        self.schedule = schedule
+        self.targets = targets
+        self.health = health
+        self.notify = notify
+        self.log = log
+        self.verify = verify
+        self.shutdownTimeout = shutdownTimeout
+        self.restoreIfCorrupt = restoreIfCorrupt
+        self.warnings = warnings
+    }
+
     /// The target named `name`, if configured.
     public func target(named name: String) -> TargetConfig? {
         targets.first { $0.name == name }
