@@ -1,0 +1,389 @@
+import Foundation
+
+/// The whole configuration of offsite, as read from `config/offsite.json` (see `load`) or from
+/// environment variables alone (see `fromEnvironment`). Every relative path has been resolved,
+/// every `${VAR}` expanded and every `…File` secret read; defaults are filled in.
+public struct OffsiteConfig: Sendable {
+    /// The configuration file, or nil when built from the environment or memory.
+    public var file: String?
+    /// Databases named one by one.
+    public var databases: [DatabaseConfig]
+    /// A folder whose SQLite databases are all protected, or nil.
+    public var watch: WatchConfig?
+    /// The local rotation, or nil for none.
+    public var local: LocalConfig?
+    /// How payloads are encrypted; plaintext only when configured explicitly.
+    public var encryption: EncryptionConfig
+    /// gzip settings.
+    public var compression: CompressionConfig
+    /// The check a snapshot must pass before it is shipped.
+    public var integrityCheck: IntegrityCheck
+    /// When backups are taken.
+    public var schedule: ScheduleConfig
+    /// Where backups go; at least one, names unique.
+    public var targets: [TargetConfig]
+    /// What `healthcheck` accepts.
+    public var health: HealthConfig
+    /// Webhook notifications, or nil for none.
+    public var notify: NotifyConfig?
+    /// Log output.
+    public var log: LogConfig
+    /// Periodic restore drills, or nil for none.
+    public var verify: VerifyConfig?
+    /// How long `run` may take to finish after SIGTERM (the shutdown backup included); default 30s.
+    public var shutdownTimeout: Duration
+    /// Whether `run` restores a database from the newest good backup when it finds it corrupt
+    /// at startup; default false.
+    public var restoreIfCorrupt: Bool
+    /// Things worth logging about this configuration (secrets written inline, plaintext,
+    /// disabled TLS checks); empty when there is nothing to say. Never contains a secret.
+    public var warnings: [String]
+
+    /// Creates a configuration in code (for commands run from flags alone); everything not
+    /// given takes the same default as in a file.
+    public init(databases: [DatabaseConfig] = [], watch: WatchConfig? = nil, local: LocalConfig? = nil,
+                encryption: EncryptionConfig, compression: CompressionConfig = CompressionConfig(),
+                integrityCheck: IntegrityCheck = .quick, schedule: ScheduleConfig = ScheduleConfig(),
+                targets: [TargetConfig], health: HealthConfig = HealthConfig(), notify: NotifyConfig? = nil,
+                log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, shutdownTimeout: Duration = .seconds(30),
+                restoreIfCorrupt: Bool = false, file: String? = nil, warnings: [String] = []) {
+        self.file = file
+        self.databases = databases
+        self.watch = watch
+        self.local = local
+        self.encryption = encryption
+        self.compression = compression
+        self.integrityCheck = integrityCheck
+        self.schedule = schedule
+        self.targets = targets
+        self.health = health
+        self.notify = notify
+        self.log = log
+        self.verify = verify
+        self.shutdownTimeout = shutdownTimeout
+        self.restoreIfCorrupt = restoreIfCorrupt
+        self.warnings = warnings
+    }
+
+    /// The target named `name`, if configured.
+    public func target(named name: String) -> TargetConfig? {
+        targets.first { $0.name == name }
+    }
+
+    /// The database named `name`, if configured one by one.
+    public func database(named name: String) -> DatabaseConfig? {
+        databases.first { $0.name == name }
+    }
+}
+
+/// A database named in the configuration.
+public struct DatabaseConfig: Sendable, Equatable {
+    /// Its file (absolute).
+    public var path: String
+    /// Its name in object keys and commands: given, or the file name without extension.
+    public var name: String
+
+    /// Creates an entry; `name` defaults to the file name without extension.
+    public init(path: String, name: String? = nil) {
+        self.path = path
+        self.name = name ?? DatabaseConfig.defaultName(forPath: path)
+    }
+
+    /// A database's default name: its file name without the extension (`/data/crm.db` → `crm`).
+    public static func defaultName(forPath path: String) -> String {
+        let fileName = (path as NSString).lastPathComponent
+        let stem = (fileName as NSString).deletingPathExtension
+        return stem.isEmpty ? fileName : stem
+    }
+
+    /// Whether `name` can be used in object keys and folder names: letters, digits, `.`, `_`,
+    /// `-`, not starting with `.`.
+    public static func isValidName(_ name: String) -> Bool {
+        isSafeName(name)
+    }
+}
+
+/// Letters, digits, `.`, `_`, `-`; not empty and not starting with `.`.
+func isSafeName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, first != "." else { return false }
+    return name.unicodeScalars.allSatisfy {
+        $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
+    }
+}
+
+/// A folder watched for SQLite databases.
+public struct WatchConfig: Sendable, Equatable {
+    /// The folder (absolute).
+    public var dir: String
+    /// File name patterns (`*.db`) that select databases.
+    public var include: [String]
+
+    /// The patterns used when `include` is not given.
+    public static let defaultInclude = ["*.db", "*.sqlite", "*.sqlite3"]
+
+    /// Creates a watch; `include` defaults to `defaultInclude`.
+    public init(dir: String, include: [String] = WatchConfig.defaultInclude) {
+        self.dir = dir
+        self.include = include
+    }
+}
+
+/// The local rotation of plain SQLite snapshots.
+public struct LocalConfig: Sendable, Equatable {
+    /// The folder (absolute): `DIR/DBNAME/ID.sqlite3`.
+    public var dir: String
+    /// What the rotation keeps; default the last 24 hourly.
+    public var keep: RetentionPolicy
+
+    /// The policy used when `keep` is not given.
+    public static let defaultKeep = RetentionPolicy(hourly: 24)
+
+    /// Creates a rotation.
+    public init(dir: String, keep: RetentionPolicy = LocalConfig.defaultKeep) {
+        self.dir = dir
+        self.keep = keep
+    }
+}
+
+/// How payloads are encrypted.
+public enum EncryptionConfig: Sendable, Equatable {
+    /// No encryption: only when the configuration says `"encryption": "none"`.
+    case plaintext
+    /// age v1 to the configured recipients or passphrase.
+    case age(AgeEncryptionConfig)
+}
+
+/// age settings: X25519 recipients, or one scrypt passphrase (age allows it only on its own).
+public struct AgeEncryptionConfig: Sendable, Equatable {
+    /// Public `age1…` recipients, from `recipients` and `recipientsFile`.
+    public var recipients: [String]
+    /// The identity file restores use (absolute), or nil.
+    public var identityFile: String?
+    /// The passphrase, from `passphrase` or `passphraseFile`, or nil.
+    public var passphrase: Secret?
+    /// scrypt's log2 work factor for passphrase encryption (10…22, default 18).
+    public var scryptWorkFactor: Int
+
+    /// The work factor used when none is given.
+    public static let defaultScryptWorkFactor = 18
+
+    /// Creates age settings.
+    public init(recipients: [String] = [], identityFile: String? = nil, passphrase: Secret? = nil,
+                scryptWorkFactor: Int = AgeEncryptionConfig.defaultScryptWorkFactor) {
+        self.recipients = recipients
+        self.identityFile = identityFile
+        self.passphrase = passphrase
+        self.scryptWorkFactor = scryptWorkFactor
+    }
+}
+
+/// gzip settings.
+public struct CompressionConfig: Sendable, Equatable {
+    /// zlib level 0…9, default 6.
+    public var level: Int
+
+    /// Creates settings.
+    public init(level: Int = 6) {
+        self.level = level
+    }
+}
+
+/// The SQLite check a snapshot must pass before it is shipped.
+public enum IntegrityCheck: String, Sendable, Equatable {
+    /// `PRAGMA quick_check` (the default).
+    case quick
+    /// `PRAGMA integrity_check`.
+    case full
+}
+
+/// When backups are taken.
+public struct ScheduleConfig: Sendable, Equatable {
+    /// The interval between scheduled backups; default 1h.
+    public var every: Duration
+    /// On-change backups, or nil when off.
+    public var onChange: OnChangeConfig?
+    /// Whether `run` takes a backup when it starts; default true.
+    public var startup: Bool
+    /// Whether `run` takes a backup when it stops; default true.
+    public var shutdown: Bool
+    /// The zone for cron schedules and retention buckets; default UTC.
+    public var timeZone: TimeZone
+
+    /// Creates a schedule with the documented defaults.
+    public init(every: Duration = .seconds(3600), onChange: OnChangeConfig? = OnChangeConfig(),
+                startup: Bool = true, shutdown: Bool = true, timeZone: TimeZone = TimeZone(identifier: "UTC")!) {
+        self.every = every
+        self.onChange = onChange
+        self.startup = startup
+        self.shutdown = shutdown
+        self.timeZone = timeZone
+    }
+}
+
+/// Backups taken when a database changes.
+public struct OnChangeConfig: Sendable, Equatable {
+    /// The least time between two on-change backups of one database; default 5m.
+    public var minInterval: Duration
+
+    /// Creates settings.
+    public init(minInterval: Duration = .seconds(300)) {
+        self.minInterval = minInterval
+    }
+}
+
+/// What kind of store a target is.
+public enum TargetKind: String, Sendable, Equatable {
+    /// An S3-compatible object store.
+    case s3
+    /// A WebDAV server.
+    case webDAV = "webdav"
+    /// A directory, such as a mounted disk.
+    case folder = "file"
+}
+
+/// Where a target's backups live, parsed from its URL.
+public enum TargetLocation: Sendable, Equatable {
+    /// `s3://BUCKET/PREFIX`; the prefix has no leading or trailing `/` and may be empty.
+    case s3(bucket: String, prefix: String)
+    /// `webdav+https://HOST/PATH` → the `https://HOST/PATH` base URL.
+    case webDAV(baseURL: URL)
+    /// `file:///PATH` → the absolute path.
+    case folder(path: String)
+
+    /// The kind of store.
+    public var kind: TargetKind {
+        switch self {
+        case .s3: return .s3
+        case .webDAV: return .webDAV
+        case .folder: return .folder
+        }
+    }
+}
+
+/// One target.
+public struct TargetConfig: Sendable, Equatable {
+    /// Its unique name (`s3`, `nas`).
+    public var name: String
+    /// The URL as configured (never holds credentials).
+    public var url: String
+    /// The parsed URL.
+    public var location: TargetLocation
+    /// S3: the endpoint (`https://…`), or nil for AWS itself.
+    public var endpoint: URL?
+    /// S3: the region, or nil for the backend's default.
+    public var region: String?
+    /// S3: path-style addressing; nil lets the backend choose.
+    public var pathStyle: Bool?
+    /// S3: the storage class for uploads, or nil.
+    public var storageClass: String?
+    /// S3: the access key id.
+    public var accessKeyId: String?
+    /// S3: the secret access key.
+    public var secretAccessKey: Secret?
+    /// S3: the session token of temporary credentials.
+    public var sessionToken: Secret?
+    /// WebDAV: the user name.
+    public var username: String?
+    /// WebDAV: the password.
+    public var password: Secret?
+    /// S3 and WebDAV: skip TLS certificate verification (default false).
+    public var insecureSkipVerify: Bool
+    /// A cron schedule (`0 2 * * *`) for this target, or nil to follow the global schedule.
+    public var schedule: String?
+    /// What this target keeps; empty (the default) keeps everything.
+    public var retention: RetentionPolicy
+    /// S3: the multipart part size in bytes, or nil for the backend's default.
+    public var partSize: Int?
+    /// S3: parts uploaded at once, or nil for the backend's default.
+    public var concurrency: Int?
+    /// S3 and WebDAV: the timeout of one request, or nil for the backend's default.
+    public var timeout: Duration?
+
+    /// The kind of store.
+    public var kind: TargetKind { location.kind }
+
+    /// Creates a target with only a name and location; everything else is off or default.
+    public init(name: String, url: String, location: TargetLocation) {
+        self.name = name
+        self.url = url
+        self.location = location
+        self.insecureSkipVerify = false
+        self.retention = .keepEverything
+    }
+}
+
+/// What `healthcheck` accepts.
+public struct HealthConfig: Sendable, Equatable {
+    /// The oldest an off-site copy of each database may be; default 26h.
+    public var maxAge: Duration
+
+    /// Creates settings.
+    public init(maxAge: Duration = .seconds(26 * 3600)) {
+        self.maxAge = maxAge
+    }
+}
+
+/// Webhook notifications.
+public struct NotifyConfig: Sendable, Equatable {
+    /// The URL failures (and, with `onSuccess`, successes) are POSTed to; a secret, since
+    /// webhook URLs often carry a token.
+    public var webhookURL: Secret
+    /// Whether successes are sent too; default false.
+    public var onSuccess: Bool
+
+    /// Creates settings.
+    public init(webhookURL: Secret, onSuccess: Bool = false) {
+        self.webhookURL = webhookURL
+        self.onSuccess = onSuccess
+    }
+}
+
+/// Log output settings.
+public struct LogConfig: Sendable, Equatable {
+    /// Line format.
+    public enum Format: String, Sendable, Equatable {
+        /// `key=value` pairs (the default).
+        case logfmt
+        /// One JSON object per line.
+        case json
+    }
+
+    /// Least severity written.
+    public enum Level: String, Sendable, Equatable, Comparable {
+        /// Everything.
+        case debug
+        /// Normal operation (the default).
+        case info
+        /// Problems that did not fail anything.
+        case warn
+        /// Failures only.
+        case error
+
+        private var rank: Int { [.debug, .info, .warn, .error].firstIndex(of: self)! }
+
+        /// Orders by severity.
+        public static func < (lhs: Level, rhs: Level) -> Bool { lhs.rank < rhs.rank }
+    }
+
+    /// Line format; default logfmt.
+    public var format: Format
+    /// Least severity; default info.
+    public var level: Level
+
+    /// Creates settings.
+    public init(format: Format = .logfmt, level: Level = .info) {
+        self.format = format
+        self.level = level
+    }
+}
+
+/// Periodic restore drills.
+public struct VerifyConfig: Sendable, Equatable {
+    /// The interval between drills.
+    public var every: Duration
+
+    /// Creates settings.
+    public init(every: Duration) {
+        self.every = every
+    }
+}
