@@ -205,7 +205,7 @@ final class CRMRows {
         if !details.isEmpty { text.put(","); text.put(details) }
         text.put("}")
         let payload = text.take()
-        text.putUserAgent(text.userAgentBytes[agent])
+        text.putUserAgent(agent)
         let userAgent = text.take()
         try insertActivityStatement.run([
             userID.map { .integer($0) } ?? .null, .text(action), .text(entityType), entityID.map { .integer($0) } ?? .null,

@@ -17,8 +17,7 @@ struct CRMText {
     private let weekdayBytes: [[UInt8]]
     private let monthBytes: [[UInt8]]
     private let competitorBytes: [[UInt8]]
-    /// The templates of `CRMVocabulary.userAgents`, as bytes.
-    let userAgentBytes: [[UInt8]]
+    private let userAgentParts: [[Part]]
 
     /// Scratch bytes of the value being built by the `put…` methods; `take()` turns it into a String.
     /// Building text as bytes avoids the many small String allocations of interpolation, which
@@ -27,7 +26,7 @@ struct CRMText {
 
     init(seed: UInt64) {
         random = SeededRandom(seed: seed)
-        templates = CRMVocabulary.templates.map(CRMText.parse)
+        templates = CRMVocabulary.templates.map { CRMText.parse($0) }
         func bytes(_ list: [String]) -> [[UInt8]] { list.map { Array($0.utf8) } }
         wordBytes = bytes(CRMVocabulary.words)
         firstNameBytes = bytes(CRMVocabulary.firstNames)
@@ -36,17 +35,23 @@ struct CRMText {
         weekdayBytes = bytes(CRMVocabulary.weekdays)
         monthBytes = bytes(CRMVocabulary.months)
         competitorBytes = bytes(CRMVocabulary.competitors)
-        userAgentBytes = bytes(CRMVocabulary.userAgents)
+        userAgentParts = CRMVocabulary.userAgents.map { CRMText.parse($0, slots: [UInt8(ascii: "@"), UInt8(ascii: "#")]) }
         out.reserveCapacity(4096)
     }
 
-    private static func parse(_ template: String) -> [Part] {
+    /// Splits a template into literal bytes and slots: `{X}` by default, or the single bytes in `slots`.
+    private static func parse(_ template: String, slots: Set<UInt8> = []) -> [Part] {
         var parts: [Part] = []
         var literal: [UInt8] = []
         let bytes = Array(template.utf8)
         var index = 0
         while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "{"), index + 2 < bytes.count, bytes[index + 2] == UInt8(ascii: "}") {
+            if slots.contains(bytes[index]) {
+                if !literal.isEmpty { parts.append(.literal(literal)); literal = [] }
+                parts.append(.slot(bytes[index]))
+                index += 1
+            } else if slots.isEmpty, bytes[index] == UInt8(ascii: "{"), index + 2 < bytes.count,
+                      bytes[index + 2] == UInt8(ascii: "}") {
                 if !literal.isEmpty { parts.append(.literal(literal)); literal = [] }
                 parts.append(.slot(bytes[index + 1]))
                 index += 3
@@ -178,12 +183,12 @@ struct CRMText {
     }
 
     /// Appends a user agent from a template of `CRMVocabulary.userAgents`, with its versions filled in.
-    mutating func putUserAgent(_ template: [UInt8]) {
-        for byte in template {
-            switch byte {
-            case UInt8(ascii: "@"): out.append(48 + UInt8(random.below(10)))
-            case UInt8(ascii: "#"): put(random.within(1...6999))
-            default: out.append(byte)
+    mutating func putUserAgent(_ index: Int) {
+        for part in userAgentParts[index] {
+            switch part {
+            case let .literal(bytes): out.append(contentsOf: bytes)
+            case .slot(UInt8(ascii: "@")): out.append(48 + UInt8(random.below(10)))
+            case .slot: put(random.within(1...6999))
             }
         }
     }
