@@ -68,15 +68,17 @@ public final class CRMWriter: @unchecked Sendable {
         self.seed = seed
     }
 
-    /// Writes on the calling thread for `duration`, then reports.
+    /// Writes on the calling thread for `duration`, then reports. Not while `start()`ed.
     public func run(duration: Duration) throws -> WriterReport {
         condition.lock()
+        precondition(!isRunning, "CRMWriter.run(duration:) called while running in the background")
         stopRequested = false
         condition.unlock()
-        return try work(until: ContinuousClock.now + duration)
+        return try work(for: duration)
     }
 
-    /// Starts writing on a background thread until `stop()`.
+    /// Starts writing on a background thread until `stop()`, which must be called: the thread
+    /// keeps the writer alive until then.
     public func start() {
         condition.lock()
         precondition(!isRunning, "CRMWriter.start() called while already running")
@@ -85,7 +87,7 @@ public final class CRMWriter: @unchecked Sendable {
         outcome = nil
         condition.unlock()
         let thread = Thread { [self] in
-            let result = Result { try work(until: nil) }
+            let result = Result { try work(for: nil) }
             condition.lock()
             outcome = result
             condition.broadcast()
@@ -98,6 +100,7 @@ public final class CRMWriter: @unchecked Sendable {
     /// Stops the background writer started by `start()`, waits for its last transaction and reports.
     public func stop() throws -> WriterReport {
         condition.lock()
+        precondition(isRunning, "CRMWriter.stop() called without start()")
         stopRequested = true
         condition.broadcast()
         while outcome == nil { condition.wait() }
@@ -120,10 +123,11 @@ public final class CRMWriter: @unchecked Sendable {
         return false
     }
 
-    private func work(until end: ContinuousClock.Instant?) throws -> WriterReport {
+    private func work(for duration: Duration?) throws -> WriterReport {
         let session = try WriterSession(path: path, seed: seed)
         let clock = ContinuousClock()
         let started = clock.now
+        let end = duration.map { started + $0 }
         let interval = Duration.seconds(1 / rate)
         var latencies: [Double] = []
         var busyErrors = 0, otherErrors = 0
