@@ -121,9 +121,4 @@ enum CRMSchema {
     INSERT INTO app_counters (name, n) VALUES ('activity_logs', 0), ('comments', 0);
     """
 
-    /// Every table with JSON text columns, for validation: (table, column).
-    static let jsonColumns = [
-        ("users", "settings"), ("clients", "custom_fields"), ("leads", "custom_fields"),
-        ("notifications", "payload"), ("activity_logs", "payload"),
-    ]
 }
