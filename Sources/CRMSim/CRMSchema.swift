@@ -120,5 +120,4 @@ enum CRMSchema {
     );
     INSERT INTO app_counters (name, n) VALUES ('activity_logs', 0), ('comments', 0);
     """
-
 }
