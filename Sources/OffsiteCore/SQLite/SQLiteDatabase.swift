@@ -75,6 +75,14 @@ public final class SQLiteDatabase {
         throw SQLiteError(code: rc, operation: operation, path: path, detail: String(cString: sqlite3_errmsg(handle)))
     }
 
+    /// Throws a `SQLiteError` for `operation` unless `rc` is SQLITE_OK; the hot-path form that
+    /// builds no set of accepted codes.
+    @discardableResult
+    public func check(_ rc: Int32, _ operation: String) throws -> Int32 {
+        if rc == SQLITE_OK { return rc }
+        return try check(rc, operation, accepting: [SQLITE_OK])
+    }
+
     /// Runs one or more statements that return no rows of interest.
     public func execute(_ sql: String) throws {
         var errorMessage: UnsafeMutablePointer<CChar>?
