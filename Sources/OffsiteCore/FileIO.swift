@@ -284,3 +284,11 @@ public func pathExists(_ path: String) -> Bool {
     var status = stat()
     return lstat(path, &status) == 0
 }
+
+/// Whether `first` and `second` name the same existing file (same device and inode).
+public func isSameFile(_ first: String, _ second: String) -> Bool {
+    var a = stat()
+    var b = stat()
+    guard stat(first, &a) == 0, stat(second, &b) == 0 else { return false }
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}

@@ -148,6 +148,18 @@ private func expectSQLiteCLIAccepts(_ path: String, itemCount: Int) throws {
         #expect(try String(contentsOfFile: folder.file("out.sqlite3"), encoding: .utf8) == "previous snapshot")
     }
 
+    @Test func refusesToSnapshotOntoTheDatabaseItself() throws {
+        let folder = try ScratchFolder("snapshot")
+        let path = folder.file("crm.db")
+        do { try makeDatabase(at: path, journalMode: "delete", itemCount: 7) }
+        try FileManager.default.createSymbolicLink(atPath: folder.file("link.db"), withDestinationPath: path)
+        for target in [path, folder.file("link.db")] {
+            #expect(throws: SnapshotError.destinationIsSource(path: path)) { try takeSnapshot(of: path, to: target) }
+        }
+        #expect(try folder.names() == ["crm.db", "link.db"])
+        #expect(try toolOutput(["sqlite3", path, "SELECT count(*) FROM items"]) == "7")
+    }
+
     @Test func corruptSourceFailsTheCheckAndLeavesNothingBehind() throws {
         let source = try ScratchFolder("snapshot-source")
         let destination = try ScratchFolder("snapshot-destination")

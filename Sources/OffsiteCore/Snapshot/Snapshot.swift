@@ -47,6 +47,8 @@ public enum SnapshotError: UserFacingError, Equatable {
     case integrityCheckFailed(path: String, check: IntegrityCheck, report: [String])
     /// The copy left a non-empty write-ahead log next to it, so the file alone is not complete.
     case incompleteCopy(path: String)
+    /// The final path is the database itself (or a link to it); replacing it would lose the database.
+    case destinationIsSource(path: String)
 
     public var message: String {
         switch self {
@@ -61,6 +63,8 @@ public enum SnapshotError: UserFacingError, Equatable {
             return "snapshot of \(path) failed \(check.pragma): \(report.joined(separator: "; "))"
         case let .incompleteCopy(path):
             return "snapshot of \(path) left a write-ahead log behind; the copy is incomplete"
+        case let .destinationIsSource(path):
+            return "snapshot destination is the database \(path) itself"
         }
     }
 
@@ -73,6 +77,7 @@ public enum SnapshotError: UserFacingError, Equatable {
         case .integrityCheckFailed:
             return "the source database may be damaged; run PRAGMA integrity_check on it and restore from an earlier backup"
         case .incompleteCopy: return nil
+        case .destinationIsSource: return "write snapshots to a separate backup folder"
         }
     }
 }
@@ -97,6 +102,7 @@ public struct Snapshotter: Sendable {
     public func takeSnapshot(of databasePath: String, to finalPath: String,
                              check: IntegrityCheck = .quick) throws -> SnapshotInfo {
         try verifyIsSQLite(databasePath)
+        if isSameFile(databasePath, finalPath) { throw SnapshotError.destinationIsSource(path: databasePath) }
         let temporaryPath = makeTemporaryPath(nextTo: finalPath)
         // Created here, exclusively and 0600; SQLite gives its journal files the same mode.
         try FileSink(creating: temporaryPath, mode: 0o600, bufferSize: 1).finish()
