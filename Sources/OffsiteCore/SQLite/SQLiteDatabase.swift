@@ -142,6 +142,28 @@ public final class SQLiteDatabase {
         }
     }
 
+    /// Copies this connection's main database into `destination`'s in one `sqlite3_backup_step(-1)`:
+    /// a single read transaction here, so the copy is consistent while other connections write
+    /// (an incremental backup restarts on every commit from another connection). Returns the
+    /// number of pages copied. A lock held elsewhere throws a `SQLiteError` whose `isBusy` is
+    /// true; the call can then simply be repeated.
+    public func copyWholeDatabase(into destination: SQLiteDatabase) throws -> Int {
+        guard let backup = sqlite3_backup_init(destination.handle, "main", handle, "main") else {
+            throw SQLiteError(code: sqlite3_extended_errcode(destination.handle), operation: "backup",
+                              path: destination.path, detail: String(cString: sqlite3_errmsg(destination.handle)))
+        }
+        let stepCode = sqlite3_backup_step(backup, -1)
+        let pageCount = Int(sqlite3_backup_pagecount(backup))
+        let finishCode = sqlite3_backup_finish(backup)
+        if stepCode != SQLITE_DONE {
+            let detail = finishCode == SQLITE_OK ? String(cString: sqlite3_errstr(stepCode))
+                : String(cString: sqlite3_errmsg(destination.handle))
+            throw SQLiteError(code: stepCode, operation: "backup", path: path, detail: detail)
+        }
+        try destination.check(finishCode, "backup")
+        return pageCount
+    }
+
     /// The version of the linked SQLite library.
     public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
 }

@@ -1,0 +1,292 @@
+import CZlib
+import Foundation
+
+/// A gzip stream that could not be produced or read.
+public enum GzipError: UserFacingError, Equatable {
+    /// The compression level is outside 0…9.
+    case invalidLevel(Int)
+    /// The compressed data is damaged; zlib's own description.
+    case corruptData(String)
+    /// The stream ended in the middle of a gzip member (or held no member at all).
+    case truncatedStream
+    /// Bytes after the last complete member are not the start of another gzip member.
+    case trailingGarbage
+    /// `write` or `finish` was called after the stream had ended or failed.
+    case streamEnded
+    /// zlib failed in a way that does not depend on the data (out of memory, version mismatch).
+    case zlibFailure(operation: String, code: Int32, detail: String)
+
+    public var message: String {
+        switch self {
+        case let .invalidLevel(level):
+            return "gzip compression level \(level) is out of range 0…9"
+        case let .corruptData(detail):
+            return "gzip data is corrupt: \(detail)"
+        case .truncatedStream:
+            return "gzip data is truncated: the stream ends inside a member"
+        case .trailingGarbage:
+            return "gzip data is followed by bytes that are not a gzip member"
+        case .streamEnded:
+            return "gzip stream used after it ended"
+        case let .zlibFailure(operation, code, detail):
+            return "zlib \(operation) failed (\(code)): \(detail)"
+        }
+    }
+
+    public var hint: String? {
+        switch self {
+        case .invalidLevel: return "use a level from 0 (store) to 9 (smallest); 6 is the default"
+        case .corruptData, .truncatedStream, .trailingGarbage:
+            return "the backup object is damaged or incomplete; try another backup"
+        case .streamEnded, .zlibFailure: return nil
+        }
+    }
+}
+
+/// Window bits for deflate/inflate: a 32 KiB window (15) with a gzip header and trailer (+16).
+private let gzipWindowBits: Int32 = 15 + 16
+/// Bytes handed to zlib per call: `avail_in` is a 32-bit count.
+private let maximumChunk = 1 << 30
+
+/// A `z_stream` on the heap (zlib keeps its address between calls), ended on deinit.
+private final class ZStream {
+    enum Direction { case deflate, inflate }
+
+    let pointer: UnsafeMutablePointer<z_stream>
+    let direction: Direction
+    private var isInitialized = false
+
+    init(direction: Direction, level: Int32 = Z_DEFAULT_COMPRESSION) throws {
+        self.direction = direction
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: z_stream())
+        let rc: Int32
+        switch direction {
+        case .deflate:
+            rc = offsite_deflate_init2(pointer, level, Z_DEFLATED, gzipWindowBits, 8, Z_DEFAULT_STRATEGY)
+        case .inflate:
+            rc = offsite_inflate_init2(pointer, gzipWindowBits)
+        }
+        guard rc == Z_OK else {
+            throw GzipError.zlibFailure(operation: direction == .deflate ? "deflateInit2" : "inflateInit2",
+                                        code: rc, detail: describe(rc))
+        }
+        isInitialized = true
+    }
+
+    deinit {
+        if isInitialized {
+            switch direction {
+            case .deflate: deflateEnd(pointer)
+            case .inflate: inflateEnd(pointer)
+            }
+        }
+        pointer.deinitialize(count: 1)
+        pointer.deallocate()
+    }
+
+    /// zlib's message for the last error, or a description of `rc`.
+    func detail(for rc: Int32) -> String {
+        if let message = pointer.pointee.msg { return String(cString: message) }
+        return describe(rc)
+    }
+}
+
+/// zlib's generic description of a return code.
+private func describe(_ rc: Int32) -> String {
+    guard let text = zError(rc) else { return "code \(rc)" }
+    return String(cString: text)
+}
+
+/// Compresses everything written to it into one RFC 1952 gzip member and writes that to `next`.
+/// Memory is fixed: one output buffer and zlib's own state.
+public final class GzipCompressor: ByteSink {
+    /// Size of the buffer zlib compresses into before it is handed to the next sink.
+    public static let outputBufferSize = 256 * 1024
+
+    private let stream: ZStream
+    private let next: any ByteSink
+    private let output: UnsafeMutableRawBufferPointer
+    private var hasEnded = false
+
+    /// Creates a compressor at `level` (0 stores, 9 is smallest) that writes to `next`.
+    public init(level: Int = 6, next: any ByteSink) throws {
+        guard (0...9).contains(level) else { throw GzipError.invalidLevel(level) }
+        stream = try ZStream(direction: .deflate, level: Int32(level))
+        self.next = next
+        output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
+    }
+
+    deinit {
+        output.deallocate()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !hasEnded else { throw GzipError.streamEnded }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let count = min(bytes.count - offset, maximumChunk)
+            try deflateChunk(UnsafeRawBufferPointer(start: base + offset, count: count), flush: Z_NO_FLUSH)
+            offset += count
+        }
+    }
+
+    public func finish() throws {
+        guard !hasEnded else { throw GzipError.streamEnded }
+        hasEnded = true
+        try deflateChunk(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_FINISH)
+        try next.finish()
+    }
+
+    /// Runs deflate over `input` until it is consumed (and, for Z_FINISH, until the member ends),
+    /// passing every full or final output buffer to the next sink.
+    private func deflateChunk(_ input: UnsafeRawBufferPointer, flush: Int32) throws {
+        let z = stream.pointer
+        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        z.pointee.avail_in = uInt(input.count)
+        defer {
+            z.pointee.next_in = nil
+            z.pointee.avail_in = 0
+        }
+        while true {
+            z.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            z.pointee.avail_out = uInt(output.count)
+            let rc = deflate(z, flush)
+            guard rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR else {
+                hasEnded = true
+                throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
+            }
+            let produced = output.count - Int(z.pointee.avail_out)
+            if produced > 0 {
+                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<produced]))
+            }
+            if flush == Z_FINISH {
+                if rc == Z_STREAM_END { return }
+            } else if z.pointee.avail_in == 0 && z.pointee.avail_out != 0 {
+                return
+            }
+        }
+    }
+}
+
+/// Decompresses gzip data written to it and writes the result to `next`. Accepts several
+/// gzip members one after another (as `gunzip` does) and yields their concatenation.
+/// `next` is finished only when the whole stream was complete and intact.
+public final class GzipDecompressor: ByteSink {
+    /// Size of the buffer zlib inflates into before it is handed to the next sink.
+    public static let outputBufferSize = 256 * 1024
+
+    /// Where the decoder stands between calls.
+    private enum State {
+        /// Inside a member: inflate has seen part of it.
+        case insideMember
+        /// Between members, having checked `magicBytesSeen` bytes of the next gzip magic number.
+        case betweenMembers(magicBytesSeen: Int)
+        /// Finished, or failed with an error.
+        case ended
+    }
+
+    private static let magic: [UInt8] = [0x1f, 0x8b]
+
+    private let stream: ZStream
+    private let next: any ByteSink
+    private let output: UnsafeMutableRawBufferPointer
+    private var state = State.betweenMembers(magicBytesSeen: 0)
+    private var completedMembers = 0
+
+    /// Creates a decompressor that writes the decompressed bytes to `next`.
+    public init(next: any ByteSink) throws {
+        stream = try ZStream(direction: .inflate)
+        self.next = next
+        output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
+    }
+
+    deinit {
+        output.deallocate()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if case .ended = state { throw GzipError.streamEnded }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        do {
+            var offset = 0
+            while offset < bytes.count {
+                let count = min(bytes.count - offset, maximumChunk)
+                try inflateChunk(UnsafeRawBufferPointer(start: base + offset, count: count))
+                offset += count
+            }
+        } catch {
+            state = .ended
+            throw error
+        }
+    }
+
+    public func finish() throws {
+        switch state {
+        case .ended:
+            throw GzipError.streamEnded
+        case .insideMember:
+            state = .ended
+            throw GzipError.truncatedStream
+        case let .betweenMembers(magicBytesSeen):
+            state = .ended
+            guard magicBytesSeen == 0, completedMembers > 0 else { throw GzipError.truncatedStream }
+            try next.finish()
+        }
+    }
+
+    private func inflateChunk(_ input: UnsafeRawBufferPointer) throws {
+        let z = stream.pointer
+        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        z.pointee.avail_in = uInt(input.count)
+        defer {
+            z.pointee.next_in = nil
+            z.pointee.avail_in = 0
+        }
+        while true {
+            if case let .betweenMembers(seen) = state {
+                // Only another gzip member may follow a complete one. Check its magic number
+                // here, without consuming it: inflate reads the header itself.
+                let available = Int(z.pointee.avail_in)
+                let checkable = min(available, Self.magic.count - seen)
+                for index in 0..<checkable where z.pointee.next_in[index] != Self.magic[seen + index] {
+                    throw completedMembers > 0 ? GzipError.trailingGarbage
+                        : GzipError.corruptData("not in gzip format (bad magic number)")
+                }
+                let nowSeen = seen + checkable
+                state = nowSeen == Self.magic.count ? .insideMember : .betweenMembers(magicBytesSeen: nowSeen)
+                if available == 0 { return }
+            }
+            z.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            z.pointee.avail_out = uInt(output.count)
+            let rc = inflate(z, Z_NO_FLUSH)
+            let produced = output.count - Int(z.pointee.avail_out)
+            switch rc {
+            case Z_OK, Z_STREAM_END, Z_BUF_ERROR:
+                break
+            case Z_DATA_ERROR, Z_NEED_DICT:
+                throw GzipError.corruptData(stream.detail(for: rc))
+            default:
+                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: stream.detail(for: rc))
+            }
+            if produced > 0 {
+                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<produced]))
+            }
+            if rc == Z_STREAM_END {
+                completedMembers += 1
+                let resetCode = inflateReset(z)
+                guard resetCode == Z_OK else {
+                    throw GzipError.zlibFailure(operation: "inflateReset", code: resetCode, detail: describe(resetCode))
+                }
+                state = .betweenMembers(magicBytesSeen: 0)
+                continue
+            }
+            // Done with this input once it is all consumed and zlib has no more output waiting.
+            if z.pointee.avail_in == 0 && z.pointee.avail_out != 0 { return }
+            if rc == Z_BUF_ERROR && produced == 0 {
+                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: "no progress with input left")
+            }
+        }
+    }
+}
