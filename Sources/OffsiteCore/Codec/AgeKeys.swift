@@ -103,7 +103,7 @@ public enum AgeIdentityFile {
     public static func parse(_ contents: String) throws(AgeError) -> [AgeX25519Identity] {
         var identities: [AgeX25519Identity] = []
         var lineNumber = 0
-        for rawLine in contents.split(separator: "\n", omittingEmptySubsequences: false) {
+        for rawLine in contents.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             lineNumber += 1
             let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
