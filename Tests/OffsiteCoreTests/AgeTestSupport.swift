@@ -98,7 +98,8 @@ func locateTool(_ name: String) throws -> String {
 /// What a finished tool run produced.
 struct AgeToolResult {
     let status: Int32
-    let standardOutput: String
+    let standardOutputData: Data
+    var standardOutput: String { String(decoding: standardOutputData, as: UTF8.self) }
     let standardError: String
 }
 
@@ -132,9 +133,9 @@ func runAgeTool(_ name: String, _ arguments: [String], in directory: AgeTemporar
     process.waitUntilExit()
     try outHandle.close()
     try errHandle.close()
-    let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let output = try Data(contentsOf: URL(fileURLWithPath: outPath))
     let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-    return AgeToolResult(status: process.terminationStatus, standardOutput: output, standardError: errors)
+    return AgeToolResult(status: process.terminationStatus, standardOutputData: output, standardError: errors)
 }
 
 /// Runs `age` under a pseudo-terminal (age reads passphrases only from a terminal), typing the
@@ -175,3 +176,48 @@ if code != 0:
     sys.stderr.write(transcript.decode("utf-8", "replace"))
 sys.exit(code)
 """#
+
+/// Builds a passphrase-encrypted age file chunk by chunk, with the final flag where the caller
+/// says, to produce streams our encryptor never writes. Uses a low work factor.
+func forgeAgeFile(passphrase: String, chunks: [(plaintext: [UInt8], isFinal: Bool)]) throws -> [UInt8] {
+    let fileKey = AgePrimitives.randomBytes(AgePayload.fileKeySize)
+    let salt = AgePrimitives.randomBytes(16)
+    let wrapKey = try AgePayload.scryptWrapKey(passphrase: Array(passphrase.utf8), salt: salt, workFactor: 2)
+    let stanza = AgeStanza(arguments: ["scrypt", String(decoding: AgeBase64.encode(salt), as: UTF8.self), "2"],
+                           body: AgePrimitives.sealWithZeroNonce(key: wrapKey, plaintext: fileKey))
+    var file = AgeHeader.renderWithoutMAC([stanza])
+    file += AgeHeader.renderMACLineTail(AgePrimitives.hmacSHA256(key: AgePayload.headerKey(fileKey: fileKey), file))
+    let nonce = AgePrimitives.randomBytes(AgePayload.nonceSize)
+    file += nonce
+    let payloadKey = AgePayload.payloadKey(fileKey: fileKey, nonce: nonce)
+    for (counter, chunk) in chunks.enumerated() {
+        var sealed = [UInt8](repeating: 0, count: chunk.plaintext.count + AgePrimitives.tagSize)
+        let length = sealed.withUnsafeMutableBytes { out in
+            chunk.plaintext.withUnsafeBytes {
+                AgePrimitives.seal(key: payloadKey, nonce: AgePayload.chunkNonce(counter: UInt64(counter), isFinal: chunk.isFinal),
+                                   plaintext: $0, into: out)
+            }
+        }
+        file += sealed[..<length]
+    }
+    return file
+}
+
+/// Decrypts with a passphrase through our decryptor, like `ageDecrypt`.
+func ageDecrypt(_ ciphertext: [UInt8], passphrase: String, pieceSize: Int? = nil) -> (sink: DataSink, error: (any Error)?) {
+    let sink = DataSink()
+    do {
+        let decryptor = try AgeDecryptor(passphrase: passphrase, next: sink)
+        try ageWrite(ciphertext, to: decryptor, pieceSize: pieceSize)
+        try decryptor.finish()
+        return (sink, nil)
+    } catch {
+        return (sink, error)
+    }
+}
+
+/// Whether two byte strings are equal, reported as a short description on mismatch (letting
+/// swift-testing diff megabyte arrays on failure would take minutes).
+func sameBytes<A: Collection<UInt8>, B: Collection<UInt8>>(_ actual: A, _ expected: B) -> Bool {
+    actual.count == expected.count && actual.elementsEqual(expected)
+}

@@ -39,7 +39,8 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
         #expect(error == nil, "\(String(describing: error))")
         #expect(sink.isFinished)
         #expect(sink.data.count == size)
-        #expect(Array(sink.data) == plaintext)
+        let same = sameBytes(sink.data, plaintext)
+        #expect(same, "decrypted bytes differ")
     }
 
     @Test func passphraseRoundTripsAndWrongPassphraseFails() throws {
@@ -57,7 +58,8 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
         let decryptor = try AgeDecryptor(passphrase: "correct horse battery staple", next: good)
         try ageWrite(ciphertext, to: decryptor, pieceSize: 4096)
         try decryptor.finish()
-        #expect(good.isFinished && Array(good.data) == plaintext)
+        let same = sameBytes(good.data, plaintext)
+        #expect(good.isFinished && same)
 
         let bad = DataSink()
         let wrong = try AgeDecryptor(passphrase: "incorrect horse", next: bad)
@@ -88,7 +90,8 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
         #expect(String(decoding: ciphertext.prefix(1000), as: UTF8.self).components(separatedBy: "-> X25519 ").count == 4)
         for identity in identities {
             let (sink, error) = ageDecrypt(ciphertext, with: [identity], pieceSize: 10_000)
-            #expect(error == nil && sink.isFinished && Array(sink.data) == plaintext)
+            let same = sameBytes(sink.data, plaintext)
+            #expect(error == nil && sink.isFinished && same)
         }
     }
 
@@ -118,7 +121,8 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
         #expect(!sink.isFinished)
         try decryptor.write(Array(ciphertext[(start + 2 * 65_552 + 5)...]))
         try decryptor.finish()
-        #expect(sink.isFinished && Array(sink.data) == plaintext)
+        let same = sameBytes(sink.data, plaintext)
+        #expect(sink.isFinished && same)
         #expect(throws: AgeError.streamClosed) { try decryptor.write([0]) }
     }
 }
@@ -167,7 +171,8 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
             #expect(error as? AgeError == .chunkAuthenticationFailed(index: UInt64(chunk)))
             #expect(!sink.isFinished)
             // Chunks before the damaged one were released, nothing after it.
-            #expect(Array(sink.data) == Array(plaintext.prefix(chunk * 65_536)))
+            let released = sameBytes(sink.data, plaintext.prefix(chunk * 65_536))
+            #expect(released, "chunk \(chunk): released bytes differ")
         }
         var nonceFlipped = ciphertext
         nonceFlipped[start - 3] ^= 0x01
@@ -217,6 +222,31 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
         expectFailure(short + Array("garbage".utf8), identities: [identity]) { $0 == .chunkAuthenticationFailed(index: 0) }
         let empty = try ageEncrypt([], to: [identity.recipient])
         expectFailure(empty + Array(repeating: 0, count: 65_552), identities: [identity]) { $0 == .chunkAuthenticationFailed(index: 0) }
+    }
+
+    @Test func streamRulesOnChunkFlagsAreEnforced() throws {
+        let full = ageTestBytes(count: 65_536, seed: 5)
+        let tail = ageTestBytes(count: 10, seed: 6)
+        let cases: [(String, [(plaintext: [UInt8], isFinal: Bool)], AgeError?)] = [
+            ("well-formed", [(full, false), (tail, true)], nil),
+            ("empty final after a full chunk", [(full, false), ([], true)], .emptyFinalChunk),
+            ("final flag on a middle chunk", [(full, true), (tail, true)], .trailingData),
+            ("short last chunk not flagged final", [(full, false), (tail, false)], .chunkAuthenticationFailed(index: 1)),
+            ("only non-final full chunks", [(full, false), (full, false)], .truncated),
+            ("no chunk at all", [], .truncated),
+        ]
+        for (name, chunks, expected) in cases {
+            let file = try forgeAgeFile(passphrase: "p", chunks: chunks)
+            for pieceSize in [nil, 3] as [Int?] {
+                let (sink, error) = ageDecrypt(file, passphrase: "p", pieceSize: pieceSize)
+                #expect(error as? AgeError == expected, "\(name): \(String(describing: error))")
+                #expect(sink.isFinished == (expected == nil), "\(name)")
+                if expected == nil {
+                    let same = sameBytes(sink.data, full + tail)
+                    #expect(same, "\(name): decrypted bytes differ")
+                }
+            }
+        }
     }
 
     @Test func garbageIsNotAnAgeFile() throws {
