@@ -269,7 +269,7 @@ private func expectFailure(_ ciphertext: [UInt8], identities: [AgeX25519Identity
             "age-encryption.org/v1\n->  X25519 a\n\n--- \(mac)\n",                       // empty argument
             "age-encryption.org/v1\n-> X25519 a \n\n--- \(mac)\n",                       // trailing space
             "age-encryption.org/v1\n\(x25519.replacingOccurrences(of: "\n", with: "\r\n"))--- \(mac)\n", // CRLF
-            "age-encryption.org/v1\n-> x\n\(String(repeating: "A", count: 65))\n--- \(mac)\n", // 65 columns
+            "age-encryption.org/v1\n-> x\n\(String(repeating: "A", count: 65))\nAAA\n--- \(mac)\n", // 65 columns
             "age-encryption.org/v1\n-> x\n\(String(repeating: "A", count: 64))\n--- \(mac)\n", // no short final line
             "age-encryption.org/v1\n-> x\nAAB\n--- \(mac)\n",                            // non-canonical body
             "age-encryption.org/v1\n-> x\nAA==\n--- \(mac)\n",                           // padded body

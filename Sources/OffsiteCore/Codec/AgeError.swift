@@ -52,6 +52,7 @@ public enum AgeError: UserFacingError, Equatable {
     /// libsodium failed in a way that is not about the input.
     case cryptoFailure(String)
 
+    /// What failed, in one line without secrets.
     public var message: String {
         switch self {
         case .notAnAgeFile:
@@ -105,6 +106,7 @@ public enum AgeError: UserFacingError, Equatable {
         }
     }
 
+    /// What to try, where there is something useful to say.
     public var hint: String? {
         switch self {
         case .noIdentityMatched:
