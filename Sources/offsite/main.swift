@@ -1,3 +1,60 @@
+import Foundation
 import OffsiteCore
 
-print("offsite")
+/// The commands, each in its own file; `run` returns the exit status.
+let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
+    ("backup", "one backup now (kind manual), to every target or one", BackupCommand.run),
+    ("list", "backups on the targets and in the local rotation", ListCommand.run),
+    ("restore", "download, decrypt, verify and put a backup in place", RestoreCommand.run),
+    ("keygen", "new age X25519 identity; prints its public recipient", KeygenCommand.run),
+    ("version", "version and linked library versions", VersionCommand.run),
+]
+
+let usage = """
+usage: offsite COMMAND [OPTIONS]
+
+offsite keeps SQLite databases safe off-site: consistent snapshots, gzip, age encryption,
+shipped to folder, S3 or WebDAV targets.
+
+commands:
+\(commands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
+
+Run `offsite COMMAND --help` for a command's options.
+"""
+
+/// Prints `error: …` and, when there is one, `hint: …` on stderr.
+func report(_ error: Error) {
+    var standardError = FileHandle.standardError
+    if let error = error as? UserFacingError {
+        print("error: \(error.message)", to: &standardError)
+        if let hint = error.hint { print("hint: \(hint)", to: &standardError) }
+    } else {
+        print("error: \(error)", to: &standardError)
+    }
+}
+
+extension FileHandle: @retroactive TextOutputStream {
+    public func write(_ string: String) {
+        write(Data(string.utf8))
+    }
+}
+
+signal(SIGPIPE, SIG_IGN)
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let name = arguments.first, !["-h", "--help", "help"].contains(name) else {
+    print(usage)
+    exit(arguments.isEmpty ? 2 : 0)
+}
+guard let command = commands.first(where: { $0.name == name }) else {
+    report(UsageError("unknown command \(name)", hint: "run `offsite --help` for the list of commands"))
+    exit(2)
+}
+do {
+    exit(try command.run(Array(arguments.dropFirst())))
+} catch let error as UsageError {
+    report(error)
+    exit(2)
+} catch {
+    report(error)
+    exit(1)
+}

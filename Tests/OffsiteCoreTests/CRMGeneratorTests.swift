@@ -7,13 +7,13 @@ import Testing
     static let tables = ["users", "clients", "leads", "comments", "attendance", "notifications", "activity_logs", "app_counters"]
 
     @Test func sameSeedGivesSameRowsAndOtherSeedDiffers() throws {
-        let folder = try CRMTemporaryFolder()
-        _ = try CRMGenerator.generate(at: folder.path("a.db"), sizeMiB: 2, seed: 7)
-        _ = try CRMGenerator.generate(at: folder.path("b.db"), sizeMiB: 2, seed: 7)
-        _ = try CRMGenerator.generate(at: folder.path("c.db"), sizeMiB: 2, seed: 8)
-        let a = try SQLiteDatabase(path: folder.path("a.db"), mode: .readOnly)
-        let b = try SQLiteDatabase(path: folder.path("b.db"), mode: .readOnly)
-        let c = try SQLiteDatabase(path: folder.path("c.db"), mode: .readOnly)
+        let folder = try ScratchFolder("crm")
+        _ = try CRMGenerator.generate(at: folder.file("a.db"), sizeMiB: 2, seed: 7)
+        _ = try CRMGenerator.generate(at: folder.file("b.db"), sizeMiB: 2, seed: 7)
+        _ = try CRMGenerator.generate(at: folder.file("c.db"), sizeMiB: 2, seed: 8)
+        let a = try SQLiteDatabase(path: folder.file("a.db"), mode: .readOnly)
+        let b = try SQLiteDatabase(path: folder.file("b.db"), mode: .readOnly)
+        let c = try SQLiteDatabase(path: folder.file("c.db"), mode: .readOnly)
         for table in Self.tables {
             #expect(try crmRowHash(a, table: table) == crmRowHash(b, table: table), "table \(table)")
         }
@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func foreignKeysCanBeEnforced() throws {
-        let folder = try CRMTemporaryFolder()
+        let folder = try ScratchFolder("crm")
         let path = try CRMFixture.copy(into: folder)
         let database = try SQLiteDatabase(path: path)
         try database.execute("PRAGMA foreign_keys = ON")
@@ -64,9 +64,9 @@ import Testing
 
     @Test func compressesLikeRealData() throws {
         let generated = try CRMFixture.shared.get()
-        let folder = try CRMTemporaryFolder()
-        let compressed = folder.path("crm.db.gz")
-        FileManager.default.createFile(atPath: compressed, contents: nil)
+        let folder = try ScratchFolder("crm")
+        let compressed = folder.file("crm.db.gz")
+        _ = FileManager.default.createFile(atPath: compressed, contents: nil)
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: compressed))
         let gzip = Process()
         gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -87,10 +87,10 @@ import Testing
             _ = try CRMGenerator.generate(at: generated.path, sizeMiB: 1, seed: 1)
         }
         #expect(try crmFileSize(generated.path) == before)
-        let folder = try CRMTemporaryFolder()
+        let folder = try ScratchFolder("crm")
         #expect(throws: CRMError.invalidSize(0)) {
-            _ = try CRMGenerator.generate(at: folder.path("zero.db"), sizeMiB: 0, seed: 1)
+            _ = try CRMGenerator.generate(at: folder.file("zero.db"), sizeMiB: 0, seed: 1)
         }
-        #expect(!FileManager.default.fileExists(atPath: folder.path("zero.db")))
+        #expect(!FileManager.default.fileExists(atPath: folder.file("zero.db")))
     }
 }

@@ -2,20 +2,6 @@ import CRMSim
 import Foundation
 import OffsiteCore
 
-/// A temporary folder removed when the value goes away.
-final class CRMTemporaryFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-crm-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-}
-
 /// A 4 MiB CRM database generated once (seed 42) and shared by the read-only tests; its folder
 /// is removed when the test process exits.
 enum CRMFixture {
@@ -36,9 +22,9 @@ enum CRMFixture {
     }
 
     /// A private copy of the shared database, for tests that write.
-    static func copy(into folder: CRMTemporaryFolder) throws -> String {
+    static func copy(into folder: ScratchFolder) throws -> String {
         let source = try shared.get().path
-        let destination = folder.path("copy.db")
+        let destination = folder.file("copy.db")
         try FileManager.default.copyItem(atPath: source, toPath: destination)
         return destination
     }

@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test func keepsPaceAt100PerSecondWithoutBusyErrors() throws {
-        let folder = try CRMTemporaryFolder()
+        let folder = try ScratchFolder("crm")
         let path = try CRMFixture.copy(into: folder)
         let before = try counters(path)
         let report = try CRMWriter(path: path, rate: 100, seed: 3).run(duration: .seconds(2))
@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func runsInTheBackgroundUntilStopped() throws {
-        let folder = try CRMTemporaryFolder()
+        let folder = try ScratchFolder("crm")
         let path = try CRMFixture.copy(into: folder)
         let writer = try CRMWriter(path: path, rate: 200, seed: 4)
         writer.start()
@@ -49,7 +49,7 @@ import Testing
     }
 
     @Test func invariantDetectsABrokenCounter() throws {
-        let folder = try CRMTemporaryFolder()
+        let folder = try ScratchFolder("crm")
         let path = try CRMFixture.copy(into: folder)
         #expect(try CRMInvariant.violations(inDatabaseAt: path).isEmpty)
         let database = try SQLiteDatabase(path: path)
@@ -63,8 +63,8 @@ import Testing
 
     @Test func rejectsBadRatesAndNonCRMDatabases() throws {
         #expect(throws: CRMError.invalidRate(0)) { _ = try CRMWriter(path: "unused.db", rate: 0) }
-        let folder = try CRMTemporaryFolder()
-        let path = folder.path("plain.db")
+        let folder = try ScratchFolder("crm")
+        let path = folder.file("plain.db")
         try SQLiteDatabase(path: path, mode: .create).execute("CREATE TABLE t(x)")
         #expect(throws: CRMError.notACRMDatabase(path)) { _ = try CRMInvariant.check(databaseAt: path) }
         #expect(throws: CRMError.notACRMDatabase(path)) {

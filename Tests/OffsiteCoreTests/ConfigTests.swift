@@ -5,13 +5,6 @@ import Testing
 private let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 private let recipient2 = "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg"
 
-/// A fresh temporary folder, removed by the caller.
-func makeTemporaryFolder() throws -> URL {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-config-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    return folder
-}
-
 /// Parses `json` with `environment`, relative paths against `base`.
 private func parse(_ json: String, environment: [String: String] = [:], base: String = "/etc/offsite") throws
     -> OffsiteConfig

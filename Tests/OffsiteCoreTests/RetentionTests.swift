@@ -194,7 +194,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
     }
 
     @Test func keepAndRemovePartitionARandomInput() {
-        var random = SeededRandom(seed: 42)
+        var random = SplitMix64(seed: 42)
         let kinds = BackupKind.allCases
         for round in 0..<40 {
             let count = Int(random.next() % 200)
@@ -221,18 +221,5 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
                 #expect(used <= (limit ?? 0), "round \(round) \(name)")
             }
         }
-    }
-}
-
-/// A small deterministic generator (SplitMix64) so the random test repeats exactly.
-struct SeededRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -87,22 +87,3 @@ func download(from target: any Target, key: String) throws -> Data {
     return sink.data
 }
 
-/// A small deterministic random generator for test data.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// A fresh temporary folder, removed by the caller.
-func makeTemporaryFolder(_ label: String = "test") throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}

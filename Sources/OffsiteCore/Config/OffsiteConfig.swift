@@ -188,14 +188,6 @@ public struct CompressionConfig: Sendable, Equatable {
     }
 }
 
-/// The SQLite check a snapshot must pass before it is shipped.
-public enum IntegrityCheck: String, Sendable, Equatable {
-    /// `PRAGMA quick_check` (the default).
-    case quick
-    /// `PRAGMA integrity_check`.
-    case full
-}
-
 /// When backups are taken.
 public struct ScheduleConfig: Sendable, Equatable {
     /// The interval between scheduled backups; default 1h.

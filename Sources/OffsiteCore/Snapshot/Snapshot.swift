@@ -1,7 +1,7 @@
 import Foundation
 
 /// How thoroughly a snapshot is checked before it is accepted.
-public enum IntegrityCheck: String, Sendable, CaseIterable {
+public enum IntegrityCheck: String, Sendable, Equatable, CaseIterable {
     /// `PRAGMA quick_check`: structure and pages, without cross-checking indexes; fast.
     case quick
     /// `PRAGMA integrity_check`: everything, including that every index matches its table.

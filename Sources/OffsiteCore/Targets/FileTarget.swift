@@ -152,10 +152,7 @@ public final class FileTarget: Target {
 /// fsyncs a folder so a rename or unlink inside it survives a crash; errors are ignored because
 /// some file systems refuse fsync on folders.
 func fsyncFolder(_ path: String) {
-    let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    fsync(fd)
-    close(fd)
+    try? fsyncDirectory(path.isEmpty ? "." : path)
 }
 
 /// An upload into a `FileTarget`: a temporary file renamed into place on commit.

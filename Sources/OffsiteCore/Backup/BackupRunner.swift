@@ -1,0 +1,205 @@
+import Foundation
+
+/// A database offsite protects: its name (file name without extension) and path.
+public struct DatabaseRef: Sendable, Equatable {
+    /// `crm` for `/data/crm.db`.
+    public var name: String
+    /// The live database file.
+    public var path: String
+
+    /// Creates a reference; the name defaults to the file name without its extension.
+    public init(path: String, name: String? = nil) {
+        self.path = path
+        self.name = name ?? DatabaseRef.name(forPath: path)
+    }
+
+    /// The file name without its extension: `/data/crm.db` → `crm`.
+    public static func name(forPath path: String) -> String {
+        let file = (path as NSString).lastPathComponent
+        let stem = (file as NSString).deletingPathExtension
+        return stem.isEmpty ? file : stem
+    }
+}
+
+/// Everything one backup needs: what to snapshot, how to encode it, where to ship it.
+public struct BackupJob {
+    /// The database to back up.
+    public var database: DatabaseRef
+    /// Why the backup is taken.
+    public var kind: BackupKind
+    /// Where to ship it; may be empty for a local-only snapshot.
+    public var targets: [any Target]
+    /// How to encrypt it.
+    public var encryption: PayloadEncryption
+    /// gzip level 0–9.
+    public var compressionLevel: Int
+    /// The check the snapshot must pass before it is shipped.
+    public var check: IntegrityCheck
+    /// The local rotation folder (`LOCALDIR`); the snapshot is kept there as `DBNAME/ID.sqlite3`.
+    /// Without one the snapshot goes to a temporary folder and is deleted afterwards.
+    public var localFolder: String?
+    /// What the local rotation keeps; nil keeps the default, the last 24 hourly.
+    public var localKeep: RetentionPolicy?
+
+    /// Creates a job.
+    public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
+                compressionLevel: Int = 6, check: IntegrityCheck = .quick, localFolder: String? = nil,
+                localKeep: RetentionPolicy? = nil) {
+        self.database = database
+        self.kind = kind
+        self.targets = targets
+        self.encryption = encryption
+        self.compressionLevel = compressionLevel
+        self.check = check
+        self.localFolder = localFolder
+        self.localKeep = localKeep
+    }
+}
+
+/// How one target's upload went.
+public struct UploadResult {
+    /// The target's name.
+    public var target: String
+    /// The object's key.
+    public var key: String
+    /// Bytes stored, when it succeeded.
+    public var size: Int64?
+    /// Why it failed, when it did.
+    public var error: Error?
+}
+
+/// What a backup did.
+public struct BackupReport {
+    /// The backup's id.
+    public var id: BackupID
+    /// The snapshot it shipped.
+    public var snapshot: SnapshotInfo
+    /// Where the snapshot stays in the local rotation, if there is one.
+    public var localPath: String?
+    /// One result per target, in the job's order.
+    public var uploads: [UploadResult]
+    /// Local rotation files removed by `local.keep`.
+    public var prunedLocal: [String]
+
+    /// Whether every upload succeeded.
+    public var succeeded: Bool { uploads.allSatisfy { $0.error == nil } }
+}
+
+/// Takes one backup: a consistent snapshot checked by `job.check`, kept in the local rotation,
+/// compressed and encrypted once, and streamed to every target at the same time. A failing target
+/// does not stop the others; its error is in the report. Throws when the snapshot itself fails.
+public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> BackupReport {
+    let keepsLocal = job.localFolder != nil
+    let folder: String
+    if let local = job.localFolder {
+        folder = "\(local)/\(job.database.name)"
+        try makePrivateDirectory(local)
+        try makePrivateDirectory(folder)
+    } else {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-\(UUID().uuidString)").path
+        try makePrivateDirectory(folder)
+    }
+    defer { if !keepsLocal { try? FileManager.default.removeItem(atPath: folder) } }
+
+    let id = chooseBackupID(job: job, folder: folder, now: now)
+    let snapshotPath = "\(folder)/\(id).sqlite3"
+    let snapshot = try takeSnapshot(of: job.database.path, to: snapshotPath, check: job.check)
+
+    let key = RemoteBackup.key(database: job.database.name, id: id, format: job.encryption.format)
+    var uploads: [UploadResult] = job.targets.map { UploadResult(target: $0.name, key: key) }
+    var started: [(index: Int, upload: any TargetUpload)] = []
+    for (index, target) in job.targets.enumerated() {
+        do { started.append((index, try target.makeUpload(key: key))) } catch { uploads[index].error = error }
+    }
+    if !started.isEmpty {
+        let fanOut = FanOutSink(started.map(\.upload))
+        let counter = CountingSink(next: fanOut)
+        var streamError: Error?
+        do {
+            let encoder = try makeBackupEncoder(level: job.compressionLevel, encryption: job.encryption, into: counter)
+            _ = try readFile(at: snapshotPath, into: encoder)
+            try encoder.finish()
+        } catch {
+            streamError = error
+        }
+        for (position, entry) in started.enumerated() {
+            if let failure = fanOut.failures[position] ?? streamError {
+                entry.upload.abort()
+                uploads[entry.index].error = failure
+                continue
+            }
+            do {
+                try entry.upload.commit()
+                uploads[entry.index].size = counter.count
+            } catch {
+                entry.upload.abort()
+                uploads[entry.index].error = error
+            }
+        }
+    }
+
+    var pruned: [String] = []
+    if keepsLocal {
+        pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep, now: now())
+    }
+    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshotPath : nil, uploads: uploads, prunedLocal: pruned)
+}
+
+/// An id for a backup taken now that no earlier backup of the same database and kind uses: two
+/// backups in one second must not collide, so on a clash it waits for the next second.
+func chooseBackupID(job: BackupJob, folder: String, now: () -> Date) -> BackupID {
+    var id = BackupID(date: now(), kind: job.kind)
+    for _ in 0..<5 {
+        let localClash = FileManager.default.fileExists(atPath: "\(folder)/\(id).sqlite3")
+        let remoteClash = !localClash && job.targets.contains { target in
+            let existing = (try? target.list(prefix: "\(job.database.name)/\(id).")) ?? []
+            return !existing.isEmpty
+        }
+        guard localClash || remoteClash else { return id }
+        let next = Double(id.seconds + 1)
+        let wait = next - now().timeIntervalSince1970
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+        id = BackupID(date: max(now(), Date(timeIntervalSince1970: next)), kind: job.kind)
+    }
+    return id
+}
+
+/// The local rotation's snapshots of one database: `FOLDER/ID.sqlite3`.
+public func localBackups(inFolder folder: String) -> [(id: BackupID, path: String, size: Int64)] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    return names.compactMap { name -> (BackupID, String, Int64)? in
+        guard name.hasSuffix(".sqlite3"), let id = BackupID(name.dropLast(".sqlite3".count)) else { return nil }
+        let path = "\(folder)/\(name)"
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0
+        return (id, path, size)
+    }.sorted { $0.0 < $1.0 }
+}
+
+/// Applies `keep` to the local rotation folder of one database; returns the removed paths.
+func pruneLocalRotation(folder: String, keep: RetentionPolicy, now: Date) -> [String] {
+    let backups = localBackups(inFolder: folder)
+    let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.path) }, policy: keep, now: now)
+    var removed: [String] = []
+    for item in plan.remove where unlink(item.key) == 0 {
+        removed.append(item.key)
+    }
+    if !removed.isEmpty { fsyncFolder(folder) }
+    return removed
+}
+
+/// Counts the bytes passing through to the next sink.
+public final class CountingSink: ByteSink {
+    /// Bytes written so far.
+    public private(set) var count: Int64 = 0
+    let next: any ByteSink
+
+    /// Creates a counter in front of `next`.
+    public init(next: any ByteSink) { self.next = next }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try next.write(bytes)
+        count += Int64(bytes.count)
+    }
+
+    public func finish() throws { try next.finish() }
+}

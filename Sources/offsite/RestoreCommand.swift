@@ -1,0 +1,106 @@
+import Foundation
+import OffsiteCore
+
+/// `offsite restore`: pick a backup, download, decrypt, decompress, verify, put it in place.
+enum RestoreCommand {
+    static let help = """
+    usage: offsite restore [--target NAME|URL] --db NAME [--backup ID|latest | --at TIME]
+                           (--output PATH [--force] | --in-place [--yes]) [--if-db-not-exists]
+                           [--full-check] [--identity FILE]… [--passphrase-file FILE] [--config FILE]
+
+    Restores the newest backup of a database, the one --backup names, or the newest taken at or
+    before --at (RFC 3339, or YYYY-MM-DD HH:MM in UTC). The backup is downloaded into a temporary
+    file and checked (PRAGMA quick_check; --full-check runs integrity_check) before anything is
+    put in place.
+
+      --output PATH        write a new file; an existing one is replaced only with --force
+      --in-place           replace the live database: refused while another process holds it open;
+                           asks you to type the database name unless --yes; ships a pre-restore
+                           backup of the current database first; removes stale -wal/-shm/-journal
+      --if-db-not-exists   restore only when the database file is missing; exit 0 when it exists
+                           or there is no backup yet (an init container before the application)
+    """
+
+    static func run(_ arguments: [String]) throws -> Int32 {
+        let parsed = try Arguments(arguments, options: commonOptions.union(["backup", "at", "output"]),
+                                   flags: ["in-place", "yes", "force", "if-db-not-exists", "full-check"])
+        if parsed.has("help") { print(help); return 0 }
+        try parsed.expectNoPositional()
+        let output = parsed.value("output")
+        let inPlace = parsed.has("in-place")
+        guard (output != nil) != inPlace else {
+            throw UsageError("give exactly one of --output PATH and --in-place")
+        }
+        if parsed.value("backup") != nil && parsed.value("at") != nil {
+            throw UsageError("give --backup or --at, not both")
+        }
+        let selection: BackupSelection = try parsed.value("backup").map { try BackupSelection.parse(backup: $0) }
+            ?? parsed.value("at").map { try BackupSelection.parse(at: $0) } ?? .latest
+
+        let setup = try Setup(parsed)
+        let database = try setup.databaseName()
+        let destination: String
+        if let output {
+            destination = output
+        } else {
+            guard let path = database.path else {
+                throw UsageError("--in-place needs the database's path", hint: "give --db PATH, or configure the database")
+            }
+            destination = path
+        }
+        if parsed.has("if-db-not-exists") && FileManager.default.fileExists(atPath: destination) {
+            print("\(destination) exists; nothing restored")
+            return 0
+        }
+        let target = try setup.singleTarget()
+        let keys = try setup.decryptionKeys()
+        let job = RestoreJob(target: target, database: database.name, selection: selection, keys: keys,
+                             check: parsed.has("full-check") ? .full : .quick)
+
+        let report: RestoreReport
+        do {
+            if inPlace {
+                let exists = FileManager.default.fileExists(atPath: destination)
+                if exists && !parsed.has("yes") { try confirm(database: database.name, path: destination) }
+                let preRestore = exists ? BackupJob(
+                    database: DatabaseRef(path: destination, name: database.name), kind: .preRestore, targets: [target],
+                    encryption: try preRestoreEncryption(setup: setup, keys: keys), compressionLevel: setup.compressionLevel,
+                    check: .quick, localFolder: setup.localFolder, localKeep: setup.localKeep) : nil
+                report = try restoreInPlace(job, databasePath: destination, preRestore: preRestore)
+            } else {
+                report = try restore(job, toNewFile: destination, overwrite: parsed.has("force"))
+            }
+        } catch RestoreError.noBackups(let name, let targetName) where parsed.has("if-db-not-exists") {
+            print("no backup of \(name) on target \(targetName) yet; nothing restored")
+            return 0
+        }
+        if let preRestore = report.preRestore {
+            print("kept the current database as backup \(preRestore.id) on \(target.name)")
+        }
+        print("restored \(report.backup.id) of \(database.name) from \(target.name) to \(report.path) (\(formatBytes(report.size)))")
+        return 0
+    }
+
+    /// The pre-restore backup is encrypted like any other; with only an identity at hand, to that
+    /// identity's own recipient.
+    static func preRestoreEncryption(setup: Setup, keys: DecryptionKeys) throws -> PayloadEncryption {
+        do {
+            return try setup.encryption()
+        } catch {
+            if !keys.identities.isEmpty { return .recipients(keys.identities.map(\.recipient)) }
+            if let passphrase = keys.passphrase { return .passphrase(passphrase, workFactor: 18) }
+            throw error
+        }
+    }
+
+    /// Asks for the database's name on the terminal; refuses without a terminal.
+    static func confirm(database: String, path: String) throws {
+        guard isatty(STDIN_FILENO) != 0 else { throw RestoreError.notConfirmed(database: database) }
+        var standardError = FileHandle.standardError
+        print("This replaces \(path) with a backup. Type the database name (\(database)) to go on: ",
+              terminator: "", to: &standardError)
+        guard let answer = readLine(), answer.trimmingCharacters(in: .whitespaces) == database else {
+            throw RestoreError.notConfirmed(database: database)
+        }
+    }
+}
