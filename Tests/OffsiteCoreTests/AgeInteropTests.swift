@@ -6,40 +6,38 @@ import Testing
 /// PATH (the tests fail, not skip, when they are missing).
 @Suite(.serialized) struct AgeInteropTests {
     @Test func ourIdentityFileWorksWithAgeKeygenAndAgeKeygensWithUs() throws {
-        let directory = try AgeTemporaryDirectory()
-        defer { directory.cleanUp() }
+        let directory = try ScratchFolder("age")
 
         // age-keygen writes a file; we parse it and derive the public key it prints.
-        let generated = try runAgeTool("age-keygen", ["-o", directory.path("theirs.txt")], in: directory)
+        let generated = try runTool("age-keygen", ["-o", directory.file("theirs.txt")], in: directory)
         #expect(generated.status == 0, "age-keygen failed: \(generated.standardError)")
-        let theirText = try String(contentsOfFile: directory.path("theirs.txt"), encoding: .utf8)
+        let theirText = try String(contentsOfFile: directory.file("theirs.txt"), encoding: .utf8)
         let theirs = try AgeIdentityFile.parse(theirText)
         #expect(theirs.count == 1)
-        let theirPublic = try runAgeTool("age-keygen", ["-y", directory.path("theirs.txt")], in: directory)
+        let theirPublic = try runTool("age-keygen", ["-y", directory.file("theirs.txt")], in: directory)
         #expect(theirPublic.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == theirs.first?.recipient.encoded)
         #expect(theirText.contains("# public key: \(theirs[0].recipient.encoded)"))
 
         // We render a file; age-keygen reads it and prints the same public key.
         let ours = AgeX25519Identity.generate()
-        try Data(AgeIdentityFile.render(identity: ours, created: Date()).utf8).write(to: URL(fileURLWithPath: directory.path("ours.txt")))
-        let ourPublic = try runAgeTool("age-keygen", ["-y", directory.path("ours.txt")], in: directory)
+        try Data(AgeIdentityFile.render(identity: ours, created: Date()).utf8).write(to: URL(fileURLWithPath: directory.file("ours.txt")))
+        let ourPublic = try runTool("age-keygen", ["-y", directory.file("ours.txt")], in: directory)
         #expect(ourPublic.status == 0, "age-keygen -y rejected our identity file: \(ourPublic.standardError)")
         #expect(ourPublic.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == ours.recipient.encoded)
     }
 
     @Test(arguments: agePlaintextSizes)
     func ageDecryptsWhatWeEncrypt(size: Int) throws {
-        let directory = try AgeTemporaryDirectory()
-        defer { directory.cleanUp() }
+        let directory = try ScratchFolder("age")
         let identity = AgeX25519Identity.generate()
         let bystander = AgeX25519Identity.generate()
-        try Data(AgeIdentityFile.render(identity: identity, created: Date()).utf8).write(to: URL(fileURLWithPath: directory.path("identity.txt")))
+        try Data(AgeIdentityFile.render(identity: identity, created: Date()).utf8).write(to: URL(fileURLWithPath: directory.file("identity.txt")))
         let plaintext = ageTestBytes(count: size, seed: UInt64(size) &* 31 &+ 1)
         let ciphertext = try ageEncrypt(plaintext, to: [bystander.recipient, identity.recipient], pieceSize: 7_777)
-        try Data(ciphertext).write(to: URL(fileURLWithPath: directory.path("file.age")))
+        try Data(ciphertext).write(to: URL(fileURLWithPath: directory.file("file.age")))
 
         // To standard output: age creates an -o file only once it has something to write.
-        let result = try runAgeTool("age", ["-d", "-i", directory.path("identity.txt"), directory.path("file.age")], in: directory)
+        let result = try runTool("age", ["-d", "-i", directory.file("identity.txt"), directory.file("file.age")], in: directory)
         #expect(result.status == 0, "age -d failed: \(result.standardError)")
         let decrypted = result.standardOutputData
         #expect(decrypted.count == size)
@@ -49,24 +47,23 @@ import Testing
 
     @Test(arguments: agePlaintextSizes)
     func weDecryptWhatAgeEncrypts(size: Int) throws {
-        let directory = try AgeTemporaryDirectory()
-        defer { directory.cleanUp() }
-        let generated = try runAgeTool("age-keygen", ["-o", directory.path("identity.txt")], in: directory)
+        let directory = try ScratchFolder("age")
+        let generated = try runTool("age-keygen", ["-o", directory.file("identity.txt")], in: directory)
         #expect(generated.status == 0, "age-keygen failed: \(generated.standardError)")
-        let identities = try AgeIdentityFile.parse(String(contentsOfFile: directory.path("identity.txt"), encoding: .utf8))
+        let identities = try AgeIdentityFile.parse(String(contentsOfFile: directory.file("identity.txt"), encoding: .utf8))
         let other = AgeX25519Identity.generate()
         let plaintext = ageTestBytes(count: size, seed: UInt64(size) &* 17 &+ 3)
-        try Data(plaintext).write(to: URL(fileURLWithPath: directory.path("plain.bin")))
+        try Data(plaintext).write(to: URL(fileURLWithPath: directory.file("plain.bin")))
         try Data("# recipients\n\(other.recipient.encoded)\n\(identities[0].recipient.encoded)\n".utf8)
-            .write(to: URL(fileURLWithPath: directory.path("recipients.txt")))
+            .write(to: URL(fileURLWithPath: directory.file("recipients.txt")))
 
         let encryptions: [(String, [String])] = [
             ("-r", ["-r", identities[0].recipient.encoded]),
-            ("-R", ["-R", directory.path("recipients.txt")]),
+            ("-R", ["-R", directory.file("recipients.txt")]),
         ]
         for (name, recipientArguments) in encryptions {
-            let output = directory.path("file\(name).age")
-            let result = try runAgeTool("age", recipientArguments + ["-o", output, directory.path("plain.bin")], in: directory)
+            let output = directory.file("file\(name).age")
+            let result = try runTool("age", recipientArguments + ["-o", output, directory.file("plain.bin")], in: directory)
             #expect(result.status == 0, "age \(name) failed: \(result.standardError)")
             let ciphertext = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
             for pieceSize in [nil, 65_537] as [Int?] {
@@ -85,8 +82,7 @@ import Testing
     }
 
     @Test func ageDecryptsOurPassphraseFile() throws {
-        let directory = try AgeTemporaryDirectory()
-        defer { directory.cleanUp() }
+        let directory = try ScratchFolder("age")
         let passphrase = "offsite interop passphrase"
         for size in [0, 65_537] {
             let plaintext = ageTestBytes(count: size, seed: 99)
@@ -94,34 +90,33 @@ import Testing
             let encryptor = try AgeEncryptor(passphrase: passphrase, workFactor: 10, next: sink)
             try ageWrite(plaintext, to: encryptor, pieceSize: 1_000)
             try encryptor.finish()
-            try sink.data.write(to: URL(fileURLWithPath: directory.path("file.age")))
+            try sink.data.write(to: URL(fileURLWithPath: directory.file("file.age")))
 
-            let result = try runAgeWithPassphrase(["-d", "-o", directory.path("out.bin"), directory.path("file.age")],
+            let result = try runAgeWithPassphrase(["-d", "-o", directory.file("out.bin"), directory.file("file.age")],
                                                   passphrase: passphrase, in: directory)
             #expect(result.status == 0, "age -d with passphrase failed: \(result.standardError)")
             // Under the terminal, output goes to -o, which age creates only once it has bytes to write.
-            let written = (try? Data(contentsOf: URL(fileURLWithPath: directory.path("out.bin")))) ?? Data()
+            let written = (try? Data(contentsOf: URL(fileURLWithPath: directory.file("out.bin")))) ?? Data()
             let same = sameBytes(written, plaintext)
             #expect(same, "age -d output differs from the plaintext")
-            try? FileManager.default.removeItem(atPath: directory.path("out.bin"))
+            try? FileManager.default.removeItem(atPath: directory.file("out.bin"))
         }
         // age rejects a wrong passphrase for our file too.
-        let wrong = try runAgeWithPassphrase(["-d", "-o", directory.path("wrong.bin"), directory.path("file.age")],
+        let wrong = try runAgeWithPassphrase(["-d", "-o", directory.file("wrong.bin"), directory.file("file.age")],
                                              passphrase: "not it", in: directory)
         #expect(wrong.status != 0)
     }
 
     @Test func weDecryptAgePassphraseFile() throws {
-        let directory = try AgeTemporaryDirectory()
-        defer { directory.cleanUp() }
+        let directory = try ScratchFolder("age")
         let passphrase = "offsite interop passphrase"
         let plaintext = ageTestBytes(count: 65_536 + 3, seed: 7)
-        try Data(plaintext).write(to: URL(fileURLWithPath: directory.path("plain.bin")))
+        try Data(plaintext).write(to: URL(fileURLWithPath: directory.file("plain.bin")))
         // age -p uses work factor 18 (about a second and 256 MiB of scrypt memory per side).
-        let result = try runAgeWithPassphrase(["-p", "-o", directory.path("file.age"), directory.path("plain.bin")],
+        let result = try runAgeWithPassphrase(["-p", "-o", directory.file("file.age"), directory.file("plain.bin")],
                                               passphrase: passphrase, in: directory)
         #expect(result.status == 0, "age -p failed: \(result.standardError)")
-        let ciphertext = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory.path("file.age"))))
+        let ciphertext = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory.file("file.age"))))
         #expect(String(decoding: ciphertext.prefix(40), as: UTF8.self).hasPrefix("age-encryption.org/v1\n-> scrypt "))
 
         let sink = DataSink()

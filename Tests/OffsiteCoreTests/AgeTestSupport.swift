@@ -1,12 +1,6 @@
 import Foundation
 @testable import OffsiteCore
 
-/// A test failure with a readable reason (a thrown error fails the test; it never skips it).
-struct AgeTestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// Plaintext sizes around the 64 KiB chunk boundaries, plus a multi-megabyte one.
 let agePlaintextSizes = [0, 1, 65_535, 65_536, 65_537, 3 * 65_536, 5 * 1024 * 1024 + 12_345]
 
@@ -53,7 +47,7 @@ func ageEncrypt(_ plaintext: [UInt8], to recipients: [AgeX25519Recipient], piece
     let encryptor = try AgeEncryptor(recipients: recipients, next: sink)
     try ageWrite(plaintext, to: encryptor, pieceSize: pieceSize)
     try encryptor.finish()
-    guard sink.isFinished else { throw AgeTestFailure("encryptor did not finish its sink") }
+    guard sink.isFinished else { throw TestFailure("encryptor did not finish its sink") }
     return Array(sink.data)
 }
 
@@ -71,79 +65,12 @@ func ageDecrypt(_ ciphertext: [UInt8], with identities: [AgeX25519Identity], pie
     }
 }
 
-/// A fresh temporary directory, removed by `cleanUp()`.
-struct AgeTemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-age-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func cleanUp() { try? FileManager.default.removeItem(at: url) }
-}
-
-/// The absolute path of `name` found on PATH; fails the test when the tool is missing.
-func locateTool(_ name: String) throws -> String {
-    let searchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-    for directory in searchPath.split(separator: ":") where !directory.isEmpty {
-        let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent(name).path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    throw AgeTestFailure("'\(name)' was not found on PATH; the age interop tests need it (apt-get install age python3)")
-}
-
-/// What a finished tool run produced.
-struct AgeToolResult {
-    let status: Int32
-    let standardOutputData: Data
-    var standardOutput: String { String(decoding: standardOutputData, as: UTF8.self) }
-    let standardError: String
-}
-
-/// Runs a tool found on PATH to completion, with stdout and stderr captured in files (so large
-/// output cannot dead-lock a pipe) and extra environment variables.
-func runAgeTool(_ name: String, _ arguments: [String], in directory: AgeTemporaryDirectory,
-                environment extra: [String: String] = [:], standardInput: String? = nil) throws -> AgeToolResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try locateTool(name))
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    for (key, value) in extra { environment[key] = value }
-    process.environment = environment
-    let tag = UUID().uuidString
-    let outPath = directory.path("stdout-\(tag)")
-    let errPath = directory.path("stderr-\(tag)")
-    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    process.standardOutput = outHandle
-    process.standardError = errHandle
-    if let standardInput {
-        let inPath = directory.path("stdin-\(tag)")
-        try Data(standardInput.utf8).write(to: URL(fileURLWithPath: inPath))
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-    } else {
-        process.standardInput = FileHandle.nullDevice
-    }
-    try process.run()
-    process.waitUntilExit()
-    try outHandle.close()
-    try errHandle.close()
-    let output = try Data(contentsOf: URL(fileURLWithPath: outPath))
-    let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-    return AgeToolResult(status: process.terminationStatus, standardOutputData: output, standardError: errors)
-}
-
 /// Runs `age` under a pseudo-terminal (age reads passphrases only from a terminal), typing the
 /// passphrase at every prompt. The passphrase travels in an environment variable, not argv.
-func runAgeWithPassphrase(_ arguments: [String], passphrase: String, in directory: AgeTemporaryDirectory) throws -> AgeToolResult {
-    let script = directory.path("pty-age.py")
+func runAgeWithPassphrase(_ arguments: [String], passphrase: String, in directory: ScratchFolder) throws -> ToolResult {
+    let script = directory.file("pty-age.py")
     try Data(ptyDriverScript.utf8).write(to: URL(fileURLWithPath: script))
-    return try runAgeTool("python3", [script, try locateTool("age")] + arguments, in: directory,
+    return try runTool("python3", [script, try locateTool("age")] + arguments, in: directory,
                           environment: ["OFFSITE_TEST_PASSPHRASE": passphrase])
 }
 

@@ -9,7 +9,7 @@ private let pieceSizes: [Int?] = [1, 7, 65_537, nil]
 private func payloadStart(_ file: [UInt8]) throws -> Int {
     let macLine = Array("\n--- ".utf8)
     guard let start = (0...(file.count - macLine.count)).first(where: { file[$0..<($0 + macLine.count)].elementsEqual(macLine) }) else {
-        throw AgeTestFailure("no MAC line")
+        throw TestFailure("no MAC line")
     }
     return start + macLine.count + 43 + 1 + 16
 }

@@ -76,3 +76,76 @@ func makeTemporaryFolder(_ label: String = "test") throws -> URL {
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
+
+/// The absolute path of `name` found on PATH; fails the test when the tool is missing.
+func locateTool(_ name: String) throws -> String {
+    let searchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for directory in searchPath.split(separator: ":") where !directory.isEmpty {
+        let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw TestFailure("'\(name)' was not found on PATH; run scripts/install-deps.sh")
+}
+
+/// A failure of the test's own set-up, with a message.
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// What a finished program run produced.
+struct ToolResult {
+    let status: Int32
+    let standardOutputData: Data
+    var standardOutput: String { String(decoding: standardOutputData, as: UTF8.self) }
+    let standardError: String
+}
+
+/// Runs a tool found on PATH to completion; see `runProgram`.
+func runTool(_ name: String, _ arguments: [String], in folder: ScratchFolder,
+             environment extra: [String: String] = [:], standardInput: String? = nil) throws -> ToolResult {
+    try runProgram(try locateTool(name), arguments, in: folder, environment: extra, standardInput: standardInput)
+}
+
+/// Runs the program at `executable` to completion with stdout and stderr captured in files (so
+/// large output cannot dead-lock a pipe), the environment plus `extra` (a value of "" removes a
+/// variable), and `standardInput` as its input (none: /dev/null).
+func runProgram(_ executable: String, _ arguments: [String], in folder: ScratchFolder,
+                environment extra: [String: String] = [:], standardInput: String? = nil) throws -> ToolResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    for (key, value) in extra { environment[key] = value.isEmpty ? nil : value }
+    process.environment = environment
+    process.currentDirectoryURL = URL(fileURLWithPath: folder.path)
+    let tag = UUID().uuidString
+    let outPath = folder.file(".stdout-\(tag)")
+    let errPath = folder.file(".stderr-\(tag)")
+    defer {
+        unlink(outPath)
+        unlink(errPath)
+    }
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+    let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    process.standardOutput = outHandle
+    process.standardError = errHandle
+    if let standardInput {
+        let inPath = folder.file(".stdin-\(tag)")
+        defer { unlink(inPath) }
+        try Data(standardInput.utf8).write(to: URL(fileURLWithPath: inPath))
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+        try process.run()
+    } else {
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+    process.waitUntilExit()
+    try outHandle.close()
+    try errHandle.close()
+    let output = try Data(contentsOf: URL(fileURLWithPath: outPath))
+    let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return ToolResult(status: process.terminationStatus, standardOutputData: output, standardError: errors)
+}
