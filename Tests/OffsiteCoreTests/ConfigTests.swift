@@ -404,9 +404,9 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
     }
 
     @Test func databaseNamesComeFromFileNames() {
-        #expect(DatabaseConfig.defaultName(forPath: "/data/crm.db") == "crm")
-        #expect(DatabaseConfig.defaultName(forPath: "/data/app.data.sqlite3") == "app.data")
-        #expect(DatabaseConfig.defaultName(forPath: "relative/ledger") == "ledger")
+        #expect(DatabaseRef.name(forPath: "/data/crm.db") == "crm")
+        #expect(DatabaseRef.name(forPath: "/data/app.data.sqlite3") == "app.data")
+        #expect(DatabaseRef.name(forPath: "relative/ledger") == "ledger")
         #expect(DatabaseConfig.isValidName("crm_2-b.x"))
         #expect(!DatabaseConfig.isValidName(".hidden") && !DatabaseConfig.isValidName("a/b") && !DatabaseConfig.isValidName(""))
     }

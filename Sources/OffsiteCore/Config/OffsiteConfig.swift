@@ -76,26 +76,10 @@ public struct OffsiteConfig: Sendable {
     }
 }
 
-/// A database named in the configuration.
-public struct DatabaseConfig: Sendable, Equatable {
-    /// Its file (absolute).
-    public var path: String
-    /// Its name in object keys and commands: given, or the file name without extension.
-    public var name: String
+/// A database named in the configuration: the same path-and-name pair the backup code uses.
+public typealias DatabaseConfig = DatabaseRef
 
-    /// Creates an entry; `name` defaults to the file name without extension.
-    public init(path: String, name: String? = nil) {
-        self.path = path
-        self.name = name ?? DatabaseConfig.defaultName(forPath: path)
-    }
-
-    /// A database's default name: its file name without the extension (`/data/crm.db` → `crm`).
-    public static func defaultName(forPath path: String) -> String {
-        let fileName = (path as NSString).lastPathComponent
-        let stem = (fileName as NSString).deletingPathExtension
-        return stem.isEmpty ? fileName : stem
-    }
-
+extension DatabaseRef {
     /// Whether `name` can be used in object keys and folder names: letters, digits, `.`, `_`,
     /// `-`, not starting with `.`.
     public static func isValidName(_ name: String) -> Bool {
