@@ -40,6 +40,8 @@ public struct BackupJob {
     public var localFolder: String?
     /// What the local rotation keeps; nil keeps the default, the last 24 hourly.
     public var localKeep: RetentionPolicy?
+    /// Raised to stop the backup between chunks (the agent is stopping); nil: never.
+    public var cancellation: Cancellation?
 
     /// Creates a job.
     public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
@@ -116,7 +118,8 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
         let counter = CountingSink(next: fanOut)
         var streamError: Error?
         do {
-            let encoder = try makeBackupEncoder(level: job.compressionLevel, encryption: job.encryption, into: counter)
+            var encoder = try makeBackupEncoder(level: job.compressionLevel, encryption: job.encryption, into: counter)
+            if let cancellation = job.cancellation { encoder = CancellableSink(next: encoder, cancellation: cancellation) }
             _ = try readFile(at: snapshotPath, into: encoder)
             try encoder.finish()
         } catch {
