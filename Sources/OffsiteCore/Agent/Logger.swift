@@ -229,8 +229,8 @@ private func escaped(_ text: String) -> String {
 func formatISO8601(_ date: Date, milliseconds: Bool = false) -> String {
     let interval = date.timeIntervalSince1970
     var seconds = Int64(interval.rounded(.down))
-    var millis = Int((interval - Double(seconds)) * 1000)
-    if millis >= 1000 { seconds += 1; millis = 0 }  // rounding at the edge
+    var millis = Int(((interval - Double(seconds)) * 1000).rounded())
+    if millis >= 1000 { seconds += 1; millis = 0 }  // rounded up into the next second
     var time = time_t(seconds)
     var parts = tm()
     gmtime_r(&time, &parts)
