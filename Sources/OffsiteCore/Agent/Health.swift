@@ -19,12 +19,13 @@ public struct HealthReport: Sendable, Equatable {
 /// Decides whether every database has an off-site copy younger than `maxAge` on **every** target
 /// (an operator who configured a second target did so for a reason: losing it must show).
 ///
-/// A database and target without such a copy are still healthy during a grace period of `maxAge`
-/// from when the agent first started with this state, first saw the database, or first tried the
-/// target, whichever is latest — so a fresh deployment, a new database or a new target is healthy
-/// until its first deadline. The grace period does not restart when the agent restarts, so a
-/// crash loop cannot hide a target that never worked. Without any state at all (the agent never
-/// ran) nothing is healthy.
+/// A database and target that never had a copy are still healthy during a grace period of
+/// `maxAge` from when the agent first started with this state, first saw the database, or first
+/// tried the target, whichever is latest (a database or target with no record yet counts from the
+/// current run's start) — so a fresh deployment, a new database or a new target is healthy until
+/// its first deadline. The grace period does not restart when the agent restarts, so a crash loop
+/// cannot hide a target that never worked; and a copy that has grown too old is unhealthy at
+/// once, restart or not. Without any state at all (the agent never ran) nothing is healthy.
 ///
 /// `databases` and `targets` are the names to check (configured and discovered databases;
 /// configured targets); with no databases there is nothing to protect and the report is healthy.
@@ -36,18 +37,21 @@ public func evaluateHealth(state: AgentState, databases: [String], targets: [Str
         for target in targets.sorted() {
             let record = state.target(target, of: database)
             if let success = record?.lastSuccess, now.timeIntervalSince(success.time) <= limit { continue }
-            let graceStart = [state.firstStartedAt, state.databases[database]?.firstSeenAt, record?.firstSeenAt]
-                .compactMap { $0 }.max()
+            // A database or target the state has no record of yet was added to the configuration
+            // for this run: its grace starts with the run.
+            let databaseStart = state.databases[database]?.firstSeenAt ?? state.agentStartedAt
+            let targetStart = record?.firstSeenAt ?? state.agentStartedAt
+            let graceStart = [state.firstStartedAt, databaseStart, targetStart].compactMap { $0 }.max()
             if let graceStart, record?.lastSuccess == nil, now.timeIntervalSince(graceStart) <= limit { continue }
 
             var problem = "\(database) on \(target): "
             if let success = record?.lastSuccess {
                 problem += "newest off-site copy is \(formatSpan(now.timeIntervalSince(success.time))) old "
-                    + "(\(success.backupID)), more than \(maxAge.configText)"
+                    + "(\(success.backupID)), more than \(formatSpan(limit))"
             } else if graceStart == nil {
                 problem += "no off-site copy, and no record of the agent running"
             } else {
-                problem += "no off-site copy yet, \(formatSpan(now.timeIntervalSince(graceStart!))) after the first try"
+                problem += "no off-site copy yet after \(formatSpan(now.timeIntervalSince(graceStart!)))"
             }
             if let failure = record?.lastFailure, record!.isFailing {
                 problem += "; last failure \(formatAge(failure.time, now: now)): \(failure.reason)"
