@@ -35,6 +35,9 @@ private struct UploadFailure: UserFacingError {
         #expect(lines.lines == [
             "time=2026-11-22T03:17:00Z level=info event=backup.done db=crm target=s3 id=20261122T031700Z-change bytes=1048576",
         ])
+        let built: [(String, String)] = [("db", "crm"), ("reason", "disk full")]
+        logger.log(.info, "built", fields: built)
+        #expect(lines.lines.last == #"time=2026-11-22T03:17:00Z level=info event=built db=crm reason="disk full""#)
     }
 
     @Test(arguments: [
