@@ -378,6 +378,13 @@ func parseTarget(_ node: ConfigNode, warnings: inout [String]) throws -> TargetC
 
     var target = TargetConfig(name: name, url: url, location: location)
     target.schedule = try object.string("schedule")
+    if let schedule = target.schedule {
+        do {
+            _ = try CronExpression(parsing: schedule)
+        } catch let error as CronError {
+            throw object.error(at: "schedule", error.message, hint: error.hint)
+        }
+    }
     target.retention = try object.node("retention").map { try parseRetention($0) } ?? .keepEverything
     target.insecureSkipVerify = try object.bool("insecureSkipVerify") ?? false
     target.timeout = try object.duration("timeout")

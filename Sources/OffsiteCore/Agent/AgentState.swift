@@ -1,0 +1,430 @@
+import Foundation
+
+/// What the agent knows about its databases and targets, kept across restarts in
+/// `LOCALDIR/.offsite-state.json` (see `StateStore`) and shown by `status` and `healthcheck`.
+///
+/// Reasons stored here are single lines; the caller must pass messages that hold no secrets
+/// (`UserFacingError.message` never does).
+public struct AgentState: Codable, Sendable, Equatable {
+    /// The layout version this code writes.
+    public static let currentVersion = 1
+
+    /// The layout version of the file.
+    public var version: Int
+    /// When an agent first started with this state: the start of the health grace period.
+    public var firstStartedAt: Date?
+    /// When the current (or last) agent started.
+    public var agentStartedAt: Date?
+    /// The current (or last) agent's process id.
+    public var agentPID: Int32?
+    /// Per database, by name.
+    public var databases: [String: DatabaseState]
+
+    /// An empty state.
+    public init() {
+        version = AgentState.currentVersion
+        databases = [:]
+    }
+
+    /// The record of `target` for `database`, if there is one.
+    public func target(_ target: String, of database: String) -> TargetState? {
+        databases[database]?.targets[target]
+    }
+
+    // MARK: Recording what happened
+
+    /// Notes that an agent started at `date` as process `pid`.
+    public mutating func recordStart(at date: Date, pid: Int32) {
+        if firstStartedAt == nil { firstStartedAt = date }
+        agentStartedAt = date
+        agentPID = pid
+    }
+
+    /// Makes sure `database` has a record (first seen at `date`) and notes its path.
+    public mutating func recordDatabase(_ database: String, path: String, at date: Date) {
+        if databases[database] == nil {
+            databases[database] = DatabaseState(name: database, path: path, firstSeenAt: date)
+        } else {
+            databases[database]!.path = path
+        }
+    }
+
+    /// Notes that `database` was seen to change at `date`.
+    public mutating func recordChange(of database: String, at date: Date) {
+        withDatabase(database, at: date) { $0.lastChangeAt = date }
+    }
+
+    /// Notes a snapshot of `database`.
+    public mutating func recordSnapshot(of database: String, _ snapshot: SnapshotRecord) {
+        withDatabase(database, at: snapshot.time) { $0.lastSnapshot = snapshot }
+    }
+
+    /// Notes that backup `backupID` of `database` (`bytes` stored) reached `target` at `date`.
+    /// Returns how many failures in a row this success ends: more than zero is a recovery.
+    @discardableResult
+    public mutating func recordSuccess(database: String, target: String, at date: Date, backupID: String,
+                                       bytes: Int64) -> Int {
+        withTarget(target, of: database, at: date) { state in
+            let ended = state.consecutiveFailures
+            state.lastSuccess = BackupSuccess(time: date, backupID: backupID, bytes: bytes)
+            state.consecutiveFailures = 0
+            state.successCount += 1
+            return ended
+        }
+    }
+
+    /// Notes that a backup of `database` to `target` failed at `date` because of `reason` (one line,
+    /// no secrets; longer text is cut). Returns the number of failures in a row, this one included.
+    @discardableResult
+    public mutating func recordFailure(database: String, target: String, at date: Date, reason: String) -> Int {
+        withTarget(target, of: database, at: date) { state in
+            state.lastFailure = BackupFailure(time: date, reason: oneLine(reason))
+            state.consecutiveFailures += 1
+            state.failureCount += 1
+            return state.consecutiveFailures
+        }
+    }
+
+    /// Notes when the next scheduled backup of `database` to `target` is due (nil: none planned).
+    public mutating func recordNextRun(database: String, target: String, at next: Date?, now: Date) {
+        withTarget(target, of: database, at: now) { $0.nextRunAt = next }
+    }
+
+    /// Notes what a listing of `target` showed for `database`.
+    public mutating func recordListing(database: String, target: String, _ listing: TargetListing) {
+        withTarget(target, of: database, at: listing.time) { $0.listing = listing }
+    }
+
+    /// Notes the result of a restore drill of `database` from `target`.
+    public mutating func recordVerify(database: String, target: String, _ result: VerifyResult) {
+        var result = result
+        result.reason = result.reason.map(oneLine)
+        withTarget(target, of: database, at: result.time) { $0.lastVerify = result }
+    }
+
+    private mutating func withDatabase<Result>(_ database: String, at date: Date,
+                                               _ body: (inout DatabaseState) -> Result) -> Result {
+        if databases[database] == nil {
+            databases[database] = DatabaseState(name: database, path: "", firstSeenAt: date)
+        }
+        return body(&databases[database]!)
+    }
+
+    private mutating func withTarget<Result>(_ target: String, of database: String, at date: Date,
+                                             _ body: (inout TargetState) -> Result) -> Result {
+        withDatabase(database, at: date) { record in
+            if record.targets[target] == nil { record.targets[target] = TargetState(firstSeenAt: date) }
+            return body(&record.targets[target]!)
+        }
+    }
+}
+
+/// One database's record.
+public struct DatabaseState: Codable, Sendable, Equatable {
+    /// The database's name (`crm`).
+    public var name: String
+    /// Its file (empty when not yet known).
+    public var path: String
+    /// When the agent first saw it: the start of its health grace period.
+    public var firstSeenAt: Date
+    /// When a change was last detected, or nil.
+    public var lastChangeAt: Date?
+    /// The last snapshot taken, or nil.
+    public var lastSnapshot: SnapshotRecord?
+    /// Per target, by name.
+    public var targets: [String: TargetState]
+
+    /// Creates a record with no history.
+    public init(name: String, path: String, firstSeenAt: Date, targets: [String: TargetState] = [:]) {
+        self.name = name
+        self.path = path
+        self.firstSeenAt = firstSeenAt
+        self.targets = targets
+    }
+}
+
+/// A snapshot taken.
+public struct SnapshotRecord: Codable, Sendable, Equatable {
+    /// When it was taken.
+    public var time: Date
+    /// Its backup id (`20261122T031700Z-change`).
+    public var backupID: String
+    /// Its size in bytes.
+    public var bytes: Int64
+    /// The database's page count.
+    public var pageCount: Int64
+    /// The database's page size in bytes.
+    public var pageSize: Int
+
+    /// Creates a record.
+    public init(time: Date, backupID: String, bytes: Int64, pageCount: Int64, pageSize: Int) {
+        self.time = time
+        self.backupID = backupID
+        self.bytes = bytes
+        self.pageCount = pageCount
+        self.pageSize = pageSize
+    }
+}
+
+/// One database on one target.
+public struct TargetState: Codable, Sendable, Equatable {
+    /// When the agent first tried this target for this database: the start of its grace period.
+    public var firstSeenAt: Date
+    /// The last backup that reached the target, or nil.
+    public var lastSuccess: BackupSuccess?
+    /// The last failure, or nil (kept after a later success, for the record).
+    public var lastFailure: BackupFailure?
+    /// Failures since the last success.
+    public var consecutiveFailures: Int
+    /// Successful backups to this target, ever.
+    public var successCount: Int
+    /// Failed backups to this target, ever.
+    public var failureCount: Int
+    /// When the next scheduled backup is due, or nil.
+    public var nextRunAt: Date?
+    /// What the last listing showed, or nil.
+    public var listing: TargetListing?
+    /// The last restore drill, or nil.
+    public var lastVerify: VerifyResult?
+
+    /// Creates a record with no history.
+    public init(firstSeenAt: Date) {
+        self.firstSeenAt = firstSeenAt
+        consecutiveFailures = 0
+        successCount = 0
+        failureCount = 0
+    }
+
+    /// Whether the last attempt failed.
+    public var isFailing: Bool { consecutiveFailures > 0 }
+}
+
+/// A backup that reached a target.
+public struct BackupSuccess: Codable, Sendable, Equatable {
+    /// When the upload finished.
+    public var time: Date
+    /// The backup id.
+    public var backupID: String
+    /// Bytes stored on the target (compressed and encrypted).
+    public var bytes: Int64
+
+    /// Creates a record.
+    public init(time: Date, backupID: String, bytes: Int64) {
+        self.time = time
+        self.backupID = backupID
+        self.bytes = bytes
+    }
+}
+
+/// A failed backup.
+public struct BackupFailure: Codable, Sendable, Equatable {
+    /// When it failed.
+    public var time: Date
+    /// Why, in one line without secrets.
+    public var reason: String
+
+    /// Creates a record.
+    public init(time: Date, reason: String) {
+        self.time = time
+        self.reason = reason
+    }
+}
+
+/// What one listing of a target showed for one database.
+public struct TargetListing: Codable, Sendable, Equatable {
+    /// When the listing was taken.
+    public var time: Date
+    /// Backups of the database on the target.
+    public var objectCount: Int
+    /// Their total size in bytes.
+    public var storedBytes: Int64
+
+    /// Creates a record.
+    public init(time: Date, objectCount: Int, storedBytes: Int64) {
+        self.time = time
+        self.objectCount = objectCount
+        self.storedBytes = storedBytes
+    }
+}
+
+/// The result of a restore drill.
+public struct VerifyResult: Codable, Sendable, Equatable {
+    /// When it ran.
+    public var time: Date
+    /// The backup checked.
+    public var backupID: String
+    /// Whether it restored and passed the integrity check.
+    public var ok: Bool
+    /// Why not, in one line; nil when ok.
+    public var reason: String?
+
+    /// Creates a record.
+    public init(time: Date, backupID: String, ok: Bool, reason: String? = nil) {
+        self.time = time
+        self.backupID = backupID
+        self.ok = ok
+        self.reason = reason
+    }
+}
+
+/// `text` on one line: runs of whitespace (newlines included) become one space, at most 300
+/// characters.
+func oneLine(_ text: String) -> String {
+    let words = text.split(whereSeparator: { $0.isWhitespace || $0.isNewline || $0.unicodeScalars.first!.properties.generalCategory == .control })
+    let joined = words.joined(separator: " ")
+    return joined.count > 300 ? String(joined.prefix(299)) + "…" : joined
+}
+
+// MARK: - The state file
+
+/// Keeps an `AgentState` in `FOLDER/.offsite-state.json`: written atomically (a 0600 temporary
+/// file, fsync, rename, fsync of the folder), read forgivingly (a missing file is an empty state;
+/// a corrupt one is an empty state and a warning, never a crash).
+///
+/// `update` serialises changes from several threads in this process. Only one process should
+/// write the file: the agent, which holds the `AgentLock`; other commands only read it.
+public final class StateStore: @unchecked Sendable {
+    /// The state file's name.
+    public static let fileName = ".offsite-state.json"
+
+    /// The folder holding the file.
+    public let folder: String
+    /// The state file.
+    public let path: String
+    private let lock = NSLock()
+    private var cached: AgentState?
+
+    /// A store for the state file in `folder` (nothing is read yet).
+    public init(folder: String) {
+        self.folder = folder
+        path = (folder as NSString).appendingPathComponent(StateStore.fileName)
+    }
+
+    /// Reads the state file. Missing: an empty state and no warning. Unreadable or corrupt: an empty
+    /// state and a warning to log (the next save replaces the file).
+    public func load() -> (state: AgentState, warning: String?) {
+        lock.lock()
+        defer { lock.unlock() }
+        let result = readFromDisk()
+        cached = result.state
+        return result
+    }
+
+    /// The state as last loaded, saved or updated (loaded from disk on first use).
+    public var current: AgentState {
+        lock.lock()
+        defer { lock.unlock() }
+        if cached == nil { cached = readFromDisk().state }
+        return cached!
+    }
+
+    /// Writes `state` atomically and makes it the current state.
+    public func save(_ state: AgentState) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        cached = state
+        try writeToDisk(state)
+    }
+
+    /// Applies `body` to the current state and saves the result, one caller at a time; returns
+    /// what `body` returns. When saving fails the change is kept in memory (it did happen; the
+    /// next successful save writes it) and the error is thrown. When `body` throws, nothing changes.
+    @discardableResult
+    public func update<Result>(_ body: (inout AgentState) throws -> Result) throws -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        var state = cached ?? readFromDisk().state
+        let result = try body(&state)
+        cached = state
+        try writeToDisk(state)
+        return result
+    }
+
+    /// Removes temporary files a killed agent left behind (`..offsite-state.json.tmp-…`). Call it
+    /// only while holding the `AgentLock`.
+    public func removeStaleTemporaryFiles() {
+        let prefix = "." + StateStore.fileName + ".tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            removeFileIfPresent((folder as NSString).appendingPathComponent(name))
+        }
+    }
+
+    /// The file's JSON: sorted keys, ISO 8601 times with milliseconds.
+    public static func encode(_ state: AgentState) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(formatISO8601(date, milliseconds: true))
+        }
+        return try encoder.encode(state)
+    }
+
+    /// Parses the file's JSON.
+    public static func decode(_ data: Data) throws -> AgentState {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = parseISO8601(text) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 time: \(text)")
+            }
+            return date
+        }
+        return try decoder.decode(AgentState.self, from: data)
+    }
+
+    private func readFromDisk() -> (state: AgentState, warning: String?) {
+        guard pathExists(path) else { return (AgentState(), nil) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return (AgentState(), "cannot read the state file \(path); starting with an empty state")
+        }
+        do {
+            return (try StateStore.decode(data), nil)
+        } catch {
+            return (AgentState(), "the state file \(path) is corrupt (\(describeDecodingError(error))); "
+                        + "starting with an empty state, the next save replaces it")
+        }
+    }
+
+    private func writeToDisk(_ state: AgentState) throws {
+        let data = try StateStore.encode(state)
+        try makePrivateDirectory(folder)
+        let temporary = makeTemporaryPath(nextTo: path)
+        let sink = try FileSink(creating: temporary, mode: 0o600)
+        do {
+            try sink.write(data)
+            try sink.write([UInt8(ascii: "\n")])
+            try sink.finish()
+            try durableRename(from: temporary, to: path)
+        } catch {
+            sink.discard()
+            throw error
+        }
+    }
+}
+
+/// Parses `2026-11-22T03:17:00Z` or `2026-11-22T03:17:00.123Z` (any RFC 3339 offset).
+func parseISO8601(_ text: String) -> Date? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    if let date = formatter.date(from: text) { return date }
+    formatter.formatOptions = [.withInternetDateTime]
+    return formatter.date(from: text)
+}
+
+/// A short reason for a JSON decoding failure, naming the key path.
+private func describeDecodingError(_ error: Error) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+        let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+        return keys.isEmpty ? "" : keys.joined(separator: ".") + ": "
+    }
+    switch error {
+    case DecodingError.dataCorrupted(let context): return path(context) + context.debugDescription
+    case DecodingError.keyNotFound(let key, let context): return path(context) + "missing \(key.stringValue)"
+    case DecodingError.typeMismatch(_, let context): return path(context) + context.debugDescription
+    case DecodingError.valueNotFound(_, let context): return path(context) + context.debugDescription
+    default: return String(describing: error)
+    }
+}
