@@ -55,7 +55,11 @@ import Testing
         _ = try target.startMultipartUpload(key: "other/left-open.bin")
         _ = try neighbour.startMultipartUpload(key: "db/not-mine.bin")
         #expect(try target.openUploads().count == 2)
-        #expect(try target.abortStaleUploads(olderThan: .seconds(3600)) == 0, "recent uploads are kept")
+        if kind == .rclone {
+            // moto reports every upload as initiated in 2010, so only rclone can show the age cut.
+            #expect(try target.abortStaleUploads(olderThan: .seconds(3600)) == 0, "recent uploads are kept")
+            #expect(try target.openUploads().count == 2)
+        }
         Thread.sleep(forTimeInterval: 1.1)  // the servers report start times in whole seconds
         #expect(try target.abortStaleUploads(olderThan: .zero) == 2)
         #expect(try target.openUploads().isEmpty)

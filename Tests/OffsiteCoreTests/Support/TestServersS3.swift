@@ -43,10 +43,14 @@ final class S3TestServer: @unchecked Sendable {
         }
     }
 
-    /// Stops every server this process started.
+    /// Stops every server this process started. SIGKILL, because children spawned from a test
+    /// thread inherit its blocked-signal mask and would ignore SIGTERM.
     static func stopAll() {
         for server in running.values {
-            server.process.terminate()
+            let pidFile = server.workFolder.appendingPathComponent("server.pid")
+            if let text = try? String(contentsOf: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                kill(pid, SIGKILL)
+            }
             server.process.waitUntilExit()
             try? FileManager.default.removeItem(at: server.workFolder)
         }
@@ -72,17 +76,18 @@ final class S3TestServer: @unchecked Sendable {
         case .moto:
             arguments = ["-H", "127.0.0.1", "-p", String(port)]
         }
-        // The shell stops the server when this test process goes away, even if it crashes.
+        // The shell stops the server when this test process goes away, even if it crashes; it
+        // writes the server's pid for `stopAll`.
         let watchdog = """
-            parent=$1; shift
+            parent=$1; pidfile=$2; shift 2
             "$@" & child=$!
-            trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
+            echo $child > "$pidfile"
             while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-            kill $child 2>/dev/null; wait $child
+            kill -9 $child 2>/dev/null; wait $child
             """
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", watchdog, "sh", String(getpid()), binary] + arguments
+        process.arguments = ["-c", watchdog, "sh", String(getpid()), workFolder.appendingPathComponent("server.pid").path, binary] + arguments
         let log = workFolder.appendingPathComponent("server.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let logHandle = try FileHandle(forWritingTo: log)
@@ -97,7 +102,9 @@ final class S3TestServer: @unchecked Sendable {
             if (try? client.perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/"))) != nil { break }
             if !process.isRunning || Date() > deadline {
                 let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                process.terminate()
+                if let pid = try? String(contentsOf: workFolder.appendingPathComponent("server.pid"), encoding: .utf8) {
+                    kill(Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, SIGKILL)
+                }
                 throw FixtureError("\(binaryName) did not start on port \(port): \(output.suffix(800))")
             }
             Thread.sleep(forTimeInterval: 0.1)
