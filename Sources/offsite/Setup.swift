@@ -88,6 +88,15 @@ struct Setup {
         return try configured.map(makeTarget)
     }
 
+    /// The targets `--target` names, or every configured one, each with its retention policy (a
+    /// target given as a URL has none).
+    func targetsWithRetention() throws -> [(target: any Target, policy: RetentionPolicy)] {
+        let configured = config?.targets ?? []
+        return try targets().map { target in
+            (target, configured.first { $0.name == target.name }?.retention ?? RetentionPolicy())
+        }
+    }
+
     /// The one target a restore reads from: `--target`, or the only configured one.
     func singleTarget() throws -> any Target {
         let all = try targets()
@@ -166,16 +175,4 @@ struct Setup {
         guard !text.isEmpty else { throw UsageError("\(option): \(path) is empty") }
         return text
     }
-}
-
-/// Formats a byte count for people: `1.5 MiB`.
-func formatBytes(_ count: Int64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = Double(count)
-    var unit = 0
-    while value >= 1024 && unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
 }

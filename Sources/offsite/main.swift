@@ -3,9 +3,14 @@ import OffsiteCore
 
 /// The commands, each in its own file; `run` returns the exit status.
 let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
+    ("run", "the agent: watch, schedule, snapshot, rotate, ship, prune until SIGTERM", RunCommand.run),
     ("backup", "one backup now (kind manual), to every target or one", BackupCommand.run),
     ("list", "backups on the targets and in the local rotation", ListCommand.run),
     ("restore", "download, decrypt, verify and put a backup in place", RestoreCommand.run),
+    ("prune", "apply retention now, saying what is kept and why", PruneCommand.run),
+    ("status", "per database and target: last success, last failure, next run", StatusCommand.run),
+    ("healthcheck", "exit 0 when every database has a recent off-site copy", HealthcheckCommand.run),
+    ("check", "validate the configuration and probe every target", CheckCommand.run),
     ("keygen", "new age X25519 identity; prints its public recipient", KeygenCommand.run),
     ("version", "version and linked library versions", VersionCommand.run),
 ]
@@ -17,7 +22,7 @@ offsite keeps SQLite databases safe off-site: consistent snapshots, gzip, age en
 shipped to folder, S3 or WebDAV targets.
 
 commands:
-\(commands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
+\(commands.map { "  \($0.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
 
 Run `offsite COMMAND --help` for a command's options.
 """

@@ -16,9 +16,9 @@ public final class ChangeDetector {
         _ = poll()
     }
 
-    /// Whether the database changed since the last call. When the connection cannot be opened
-    /// or queried (the file was replaced or removed), it is reopened next time and the answer
-    /// is true, so a replaced file is backed up rather than missed.
+    /// Whether the database changed since the last call. A file that was replaced (another inode)
+    /// counts as changed, so a replaced database is backed up rather than missed; a missing
+    /// file does not.
     public func hasChanged() -> Bool {
         poll()
     }
@@ -26,7 +26,13 @@ public final class ChangeDetector {
     private func poll() -> Bool {
         do {
             var info = stat()
-            let currentInode = stat(path, &info) == 0 ? UInt64(info.st_ino) : 0
+            guard stat(path, &info) == 0 else {
+                // Gone (deleted, or being replaced): nothing to back up until it is back.
+                connection = nil
+                inode = 0
+                return false
+            }
+            let currentInode = UInt64(info.st_ino)
             if connection != nil && currentInode != inode {
                 connection = nil  // the file was replaced: the old connection sees the old file
             }

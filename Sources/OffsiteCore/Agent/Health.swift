@@ -210,7 +210,7 @@ func formatAge(_ date: Date, now: Date) -> String {
 }
 
 /// `512 B`, `1.5 KiB`, `40.1 MiB`, `2.0 GiB`.
-func formatBytes(_ bytes: Int64) -> String {
+public func formatBytes(_ bytes: Int64) -> String {
     if bytes < 1024 { return "\(bytes) B" }
     var value = Double(bytes)
     for unit in ["KiB", "MiB", "GiB", "TiB"] {

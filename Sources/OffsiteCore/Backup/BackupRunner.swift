@@ -46,7 +46,7 @@ public struct BackupJob {
     /// Creates a job.
     public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
                 compressionLevel: Int = 6, check: IntegrityCheck = .quick, localFolder: String? = nil,
-                localKeep: RetentionPolicy? = nil) {
+                localKeep: RetentionPolicy? = nil, cancellation: Cancellation? = nil) {
         self.database = database
         self.kind = kind
         self.targets = targets
@@ -55,6 +55,7 @@ public struct BackupJob {
         self.check = check
         self.localFolder = localFolder
         self.localKeep = localKeep
+        self.cancellation = cancellation
     }
 }
 

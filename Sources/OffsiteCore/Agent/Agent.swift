@@ -1,0 +1,427 @@
+import Foundation
+
+/// Targets that can find and remove what a crash left behind: temporary files, open multipart
+/// uploads. The agent calls this at startup, holding its lock.
+public protocol LeftoverCleaning {
+    /// Removes leftovers older than `age` seconds; returns how many were removed.
+    func removeLeftovers(olderThan age: TimeInterval) throws -> Int
+}
+
+/// `offsite run`: keeps every database protected until it is asked to stop.
+///
+/// One thread runs the loop: it sleeps in `Watcher.wait` until a file event, a wake-up or the next
+/// deadline (a schedule, a pending change, a retry), asks SQLite whether a database really
+/// changed, and takes backups when they are due — one snapshot per run, shipped to every due
+/// target. Another thread calls `requestStop` on SIGTERM/SIGINT.
+public final class Agent: @unchecked Sendable {
+    /// One target and when it is due.
+    final class TargetRuntime {
+        let config: TargetConfig
+        let target: any Target
+        let schedule: TriggerSchedule
+        /// Targets without a schedule of their own follow the global one and on-change backups.
+        let followsChanges: Bool
+        var nextRun: Date?
+
+        init(config: TargetConfig, target: any Target, schedule: TriggerSchedule, now: Date) {
+            self.config = config
+            self.target = target
+            self.schedule = schedule
+            self.followsChanges = config.schedule == nil
+            self.nextRun = schedule.nextRun(lastRun: nil, now: now)
+        }
+    }
+
+    /// One database and what has been shipped of it.
+    final class DatabaseRuntime {
+        let ref: DatabaseRef
+        let detector: ChangeDetector
+        var gate: OnChangeGate
+        /// Counts the changes seen; a target is up to date when it holds the current generation.
+        var generation = 0
+        /// The generation each target last received; absent: unknown (ship at the next chance).
+        var shipped: [String: Int] = [:]
+        var retryAt: [String: Date] = [:]
+        var failures: [String: Int] = [:]
+        var localGeneration: Int?
+        var lastLocalSnapshot: Date?
+
+        init(ref: DatabaseRef, minInterval: Duration) {
+            self.ref = ref
+            self.detector = ChangeDetector(path: ref.path)
+            self.gate = OnChangeGate(minInterval: minInterval)
+        }
+    }
+
+    let config: OffsiteConfig
+    let logger: Logger
+    let localFolder: String
+    let watcher: Watcher
+    let state: StateStore
+    let notifier: WebhookNotifier?
+    let cancellation = Cancellation()
+    let encryption: PayloadEncryption
+    private var targets: [TargetRuntime] = []
+    private var databases: [DatabaseRuntime] = []
+    private let stopLock = NSLock()
+    private var stopRequestedAt: Date?
+    private var lock: AgentLock?
+
+    /// How often the local rotation takes a snapshot on its own when a database changed.
+    static let localInterval: TimeInterval = 3600
+
+    /// Prepares an agent for `config`; `run()` starts it.
+    public init(config: OffsiteConfig, encryption: PayloadEncryption, logger: Logger) throws {
+        guard let local = config.local else {
+            throw AgentError.noLocalFolder
+        }
+        self.config = config
+        self.logger = logger
+        self.encryption = encryption
+        self.localFolder = local.dir
+        self.watcher = try Watcher()
+        self.state = StateStore(folder: local.dir)
+        if let notify = config.notify {
+            let log = logger
+            notifier = WebhookNotifier(url: notify.webhookURL.value) { notification, reason in
+                log.warn("notify.failed", ["event": notification.event, "db": notification.database, "reason": reason])
+            }
+        } else {
+            notifier = nil
+        }
+    }
+
+    /// Asks the agent to stop: in-flight work may finish until `shutdownTimeout`, then it is
+    /// cancelled; the shutdown backup follows when configured. Returns false when a stop had
+    /// already been requested (the caller then exits at once).
+    @discardableResult
+    public func requestStop() -> Bool {
+        let first: Bool = stopLock.withLock {
+            guard stopRequestedAt == nil else { return false }
+            stopRequestedAt = Date()
+            return true
+        }
+        guard first else { return false }
+        let timeout = config.shutdownTimeout
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) { [cancellation, logger] in
+            if !cancellation.isCancelled {
+                logger.warn("agent.deadline", ["shutdownTimeout": timeout.configText,
+                                               "action": "cancelling the work in progress"])
+                cancellation.cancel()
+            }
+        }
+        watcher.wake()
+        return true
+    }
+
+    var isStopping: Bool { stopLock.withLock { stopRequestedAt != nil } }
+
+    /// Runs until `requestStop()`; returns after the shutdown backup.
+    public func run() throws {
+        try makePrivateDirectory(localFolder)
+        lock = try AgentLock.acquire(folder: localFolder)
+        defer { lock = nil }
+        let now = Date()
+        _ = try? state.update { $0.recordStart(at: now, pid: getpid()) }
+
+        for targetConfig in config.targets {
+            let target = try makeTarget(targetConfig)
+            let schedule = try TriggerSchedule(target: targetConfig, schedule: config.schedule)
+            targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
+        }
+        removeLeftovers()
+        for folder in Set(watchedFolders()) {
+            do { try watcher.watch(folder: folder) } catch {
+                logger.error("watch.failed", ["folder": folder, "reason": describe(error)])
+            }
+        }
+        discoverDatabases()
+        recordNextRuns(now: now)
+        logger.info("agent.start", ["version": LibraryVersions.offsite, "pid": getpid(),
+                                    "databases": databases.map(\.ref.name).joined(separator: ","),
+                                    "targets": targets.map { "\($0.config.name)(\($0.schedule))" }.joined(separator: ",")])
+
+        if config.schedule.startup {
+            for database in databases where !isStopping {
+                perform(database, targets: targets, kind: .startup)
+            }
+        }
+        while !isStopping {
+            let wakeup = watcher.wait(until: nextDeadline())
+            if isStopping { break }
+            handle(events: wakeup.events)
+            runDueWork(now: Date())
+        }
+
+        if config.schedule.shutdown && !cancellation.isCancelled {
+            logger.info("agent.stopping", ["shutdownBackup": true])
+            for database in databases where !cancellation.isCancelled {
+                perform(database, targets: targets, kind: .shutdown)
+            }
+        }
+        notifier?.drain(timeout: 5)
+        notifier?.stop()
+        logger.info("agent.stop", ["cancelled": cancellation.isCancelled])
+    }
+
+    // MARK: Databases and events
+
+    private func watchedFolders() -> [String] {
+        var folders = config.databases.map { ($0.path as NSString).deletingLastPathComponent }
+        if let watch = config.watch { folders.append(watch.dir) }
+        return folders
+    }
+
+    /// Adds configured databases and those found in `watch.dir` that are not known yet.
+    private func discoverDatabases() {
+        var found = config.databases
+        if let watch = config.watch {
+            found += OffsiteCore.discoverDatabases(in: watch.dir, include: watch.include)
+        }
+        for ref in found where !databases.contains(where: { $0.ref.path == ref.path || $0.ref.name == ref.name }) {
+            let runtime = DatabaseRuntime(ref: ref, minInterval: config.schedule.onChange?.minInterval ?? .seconds(300))
+            databases.append(runtime)
+            let now = Date()
+            _ = try? state.update { $0.recordDatabase(ref.name, path: ref.path, at: now) }
+            if !config.databases.contains(where: { $0.path == ref.path }) {
+                logger.info("database.found", ["db": ref.name, "path": ref.path])
+                // A database that appears while the agent runs is new: back it up soon.
+                runtime.generation = 1
+                runtime.gate.recordChange(at: now)
+            }
+        }
+    }
+
+    private func handle(events: [Watcher.Event]) {
+        guard !events.isEmpty else { return }
+        if let watch = config.watch {
+            let known = Set(databases.map(\.ref.path))
+            if events.contains(where: { $0.folder == watch.dir && !known.contains("\($0.folder)/\($0.name)") }) {
+                discoverDatabases()
+            }
+        }
+        let now = Date()
+        for database in databases {
+            let fileName = (database.ref.path as NSString).lastPathComponent
+            let folder = (database.ref.path as NSString).deletingLastPathComponent
+            let touched = events.contains { $0.folder == folder && ($0.name == fileName || $0.name.hasPrefix(fileName + "-")) }
+            guard touched, database.detector.hasChanged() else { continue }
+            database.generation += 1
+            database.gate.recordChange(at: now)
+            _ = try? state.update { $0.recordChange(of: database.ref.name, at: now) }
+            logger.debug("database.changed", ["db": database.ref.name])
+        }
+    }
+
+    // MARK: Deciding what is due
+
+    private func hasNews(_ database: DatabaseRuntime, for target: TargetRuntime) -> Bool {
+        guard let shipped = database.shipped[target.config.name] else { return true }
+        return database.generation > shipped
+    }
+
+    /// The next moment something may fall due.
+    private func nextDeadline() -> Date? {
+        var candidates: [Date] = targets.compactMap(\.nextRun)
+        for database in databases {
+            if let due = database.gate.dueAt { candidates.append(due) }
+            candidates += database.retryAt.values
+            if database.localGeneration.map({ database.generation > $0 }) ?? false {
+                candidates.append((database.lastLocalSnapshot ?? Date()).addingTimeInterval(Agent.localInterval))
+            }
+        }
+        return candidates.min()
+    }
+
+    private func runDueWork(now: Date) {
+        let scheduled = targets.filter { ($0.nextRun ?? .distantFuture) <= now }
+        for database in databases {
+            if isStopping { return }
+            let changeDue = database.gate.isDue(at: now)
+            var due: [TargetRuntime] = []
+            var kind = BackupKind.scheduled
+            for target in targets where hasNews(database, for: target) {
+                let retry = database.retryAt[target.config.name].map { $0 <= now } ?? false
+                if scheduled.contains(where: { $0 === target }) || retry {
+                    due.append(target)
+                } else if changeDue && target.followsChanges {
+                    due.append(target)
+                    kind = .change
+                }
+            }
+            if due.contains(where: { target in scheduled.contains { $0 === target } }) { kind = .scheduled }
+            if !due.isEmpty {
+                perform(database, targets: due, kind: kind)
+            } else if changeDue {
+                // Nothing to ship (every target has its own schedule): the change goes to the local rotation.
+                perform(database, targets: [], kind: .change)
+            } else if let local = database.localGeneration, database.generation > local,
+                      (database.lastLocalSnapshot ?? .distantPast).addingTimeInterval(Agent.localInterval) <= now {
+                perform(database, targets: [], kind: .scheduled)
+            }
+        }
+        for target in scheduled {
+            target.nextRun = target.schedule.nextRun(lastRun: now, now: now)
+        }
+        if !scheduled.isEmpty { recordNextRuns(now: now) }
+    }
+
+    /// Writes every target's next scheduled run into the state, in one update.
+    private func recordNextRuns(now: Date) {
+        _ = try? state.update { state in
+            for target in targets {
+                for database in databases {
+                    state.recordNextRun(database: database.ref.name, target: target.config.name, at: target.nextRun, now: now)
+                }
+            }
+        }
+    }
+
+    // MARK: Taking a backup
+
+    /// One snapshot of `database`, shipped to `targets`; records, logs and notifies the outcome.
+    private func perform(_ database: DatabaseRuntime, targets due: [TargetRuntime], kind: BackupKind) {
+        guard FileManager.default.fileExists(atPath: database.ref.path) else {
+            logger.warn("backup.skipped", ["db": database.ref.name, "reason": "\(database.ref.path) does not exist"])
+            database.gate.recordBackup(at: Date())
+            return
+        }
+        // Catch up with SQLite's view first, so writes made before this snapshot are not
+        // mistaken for new ones when their file events arrive later.
+        if database.detector.hasChanged() { database.generation += 1 }
+        let generation = database.generation
+        let job = BackupJob(database: database.ref, kind: kind, targets: due.map(\.target), encryption: encryption,
+                            compressionLevel: config.compression.level, check: config.integrityCheck,
+                            localFolder: localFolder, localKeep: config.local?.keep, cancellation: cancellation)
+        let started = Date()
+        logger.info("backup.start", ["db": database.ref.name, "kind": kind.rawValue,
+                                     "targets": due.map(\.config.name).joined(separator: ",")])
+        let report: BackupReport
+        do {
+            report = try runBackup(job)
+        } catch {
+            let reason = describe(error)
+            logger.error("backup.failed", ["db": database.ref.name, "kind": kind.rawValue, "stage": "snapshot", "reason": reason])
+            database.gate.recordBackup(at: started)
+            for target in due { recordFailure(database, target: target, reason: reason, backupID: nil) }
+            return
+        }
+        database.gate.recordBackup(at: report.snapshot.readStartedAt)
+        database.localGeneration = generation
+        database.lastLocalSnapshot = Date()
+        let snapshot = SnapshotRecord(time: report.snapshot.readStartedAt, backupID: report.id.description,
+                                      bytes: report.snapshot.byteCount, pageCount: Int64(report.snapshot.pageCount),
+                                      pageSize: report.snapshot.pageSize)
+        _ = try? state.update { $0.recordSnapshot(of: database.ref.name, snapshot) }
+        for (target, upload) in zip(due, report.uploads) {
+            if let error = upload.error {
+                recordFailure(database, target: target, reason: describe(error), backupID: report.id.description)
+                continue
+            }
+            database.shipped[target.config.name] = generation
+            database.retryAt[target.config.name] = nil
+            database.failures[target.config.name] = nil
+            let bytes = upload.size ?? 0
+            let ended = (try? state.update {
+                $0.recordSuccess(database: database.ref.name, target: target.config.name, at: Date(),
+                                 backupID: report.id.description, bytes: bytes)
+            }) ?? 0
+            logger.info("backup.done", ["db": database.ref.name, "target": target.config.name, "id": report.id.description,
+                                        "bytes": bytes, "seconds": String(format: "%.2f", Date().timeIntervalSince(started))])
+            if ended > 0 {
+                notifier?.send(Notification(event: "backup.recovered", database: database.ref.name, target: target.config.name,
+                                            backupID: report.id.description, reason: "succeeded after \(ended) failure(s)"))
+            } else if config.notify?.onSuccess == true {
+                notifier?.send(Notification(event: "backup.succeeded", database: database.ref.name,
+                                            target: target.config.name, backupID: report.id.description))
+            }
+            prune(database, target: target)
+        }
+        for path in report.prunedLocal {
+            logger.info("local.pruned", ["db": database.ref.name, "file": (path as NSString).lastPathComponent])
+        }
+    }
+
+    private func recordFailure(_ database: DatabaseRuntime, target: TargetRuntime, reason: String, backupID: String?) {
+        let count = (database.failures[target.config.name] ?? 0) + 1
+        database.failures[target.config.name] = count
+        if !cancellation.isCancelled {
+            database.retryAt[target.config.name] = Date().addingTimeInterval(Agent.retryDelay(afterFailures: count))
+        }
+        _ = try? state.update {
+            $0.recordFailure(database: database.ref.name, target: target.config.name, at: Date(), reason: reason)
+        }
+        logger.error("backup.failed", ["db": database.ref.name, "target": target.config.name, "reason": reason,
+                                       "failures": count])
+        notifier?.send(Notification(event: "backup.failed", database: database.ref.name, target: target.config.name,
+                                    backupID: backupID, reason: reason))
+    }
+
+    /// Waits 30 s after a first failure, doubling up to 15 minutes.
+    static func retryDelay(afterFailures count: Int) -> TimeInterval {
+        min(30 * pow(2, Double(min(count, 10) - 1)), 900)
+    }
+
+    /// Applies the target's retention to one database's backups after a successful upload.
+    private func prune(_ database: DatabaseRuntime, target: TargetRuntime) {
+        do {
+            let backups = try listBackups(on: target.target, database: database.ref.name)
+            let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.key) },
+                                     policy: target.config.retention, now: Date())
+            var removed = 0
+            for item in plan.remove {
+                try target.target.delete(key: item.key)
+                removed += 1
+                logger.info("prune.removed", ["db": database.ref.name, "target": target.config.name, "id": item.id.description])
+            }
+            let kept = backups.filter { backup in !plan.remove.contains { $0.key == backup.key } }
+            let listing = TargetListing(time: Date(), objectCount: kept.count, storedBytes: kept.reduce(0) { $0 + $1.size })
+            _ = try? state.update { $0.recordListing(database: database.ref.name, target: target.config.name, listing) }
+            if removed > 0 { logger.info("prune.done", ["db": database.ref.name, "target": target.config.name, "removed": removed]) }
+        } catch {
+            let reason = describe(error)
+            logger.error("prune.failed", ["db": database.ref.name, "target": target.config.name, "reason": reason])
+            notifier?.send(Notification(event: "prune.failed", database: database.ref.name, target: target.config.name, reason: reason))
+        }
+    }
+
+    /// Removes what a crash left: temporaries on the targets, open multipart uploads, unfinished
+    /// snapshots in the local folder.
+    private func removeLeftovers() {
+        for target in targets {
+            guard let cleaner = target.target as? LeftoverCleaning else { continue }
+            do {
+                let count = try cleaner.removeLeftovers(olderThan: 0)
+                if count > 0 { logger.info("leftovers.removed", ["target": target.config.name, "count": count]) }
+            } catch {
+                logger.warn("leftovers.failed", ["target": target.config.name, "reason": describe(error)])
+            }
+        }
+        let folders = (try? FileManager.default.contentsOfDirectory(atPath: localFolder)) ?? []
+        for folder in folders where !folder.hasPrefix(".") {
+            let path = "\(localFolder)/\(folder)"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix(".") && name.contains(".tmp") {
+                if unlink("\(path)/\(name)") == 0 { logger.info("leftovers.removed", ["file": "\(folder)/\(name)"]) }
+            }
+        }
+    }
+}
+
+/// Why the agent cannot start.
+public enum AgentError: UserFacingError {
+    case noLocalFolder
+
+    public var message: String {
+        switch self {
+        case .noLocalFolder: return "offsite run needs a local folder (local.dir): its lock, state and local rotation live there"
+        }
+    }
+
+    public var hint: String? { "add \"local\": { \"dir\": \"/backups\" } to the configuration, or set OFFSITE_LOCAL_DIR" }
+}
+
+/// A one-line description of an error for logs and state: the user-facing message, never a secret.
+public func describe(_ error: Error) -> String {
+    if let error = error as? UserFacingError { return error.message }
+    return "\(error)"
+}

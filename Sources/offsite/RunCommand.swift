@@ -1,0 +1,51 @@
+import Foundation
+import OffsiteCore
+
+/// `offsite run`: the agent, until SIGTERM or SIGINT.
+enum RunCommand {
+    static let help = """
+    usage: offsite run [--config FILE]
+
+    The sidecar: watches the databases (databases[] and watch.dir), takes backups when they are
+    due — schedule.every, per-target cron schedules, on change with schedule.onChange.minInterval,
+    at startup and at shutdown — keeps the local rotation, ships to every target, applies each
+    target's retention, and records its state for `offsite status` and `offsite healthcheck`.
+
+    SIGTERM or SIGINT: in-flight work may finish until shutdownTimeout (default 30s), then it is
+    cancelled; the shutdown backup follows when configured; exit 0. A second signal exits at once.
+    Give Docker a stop_grace_period longer than shutdownTimeout plus one backup.
+    """
+
+    static func run(_ arguments: [String]) throws -> Int32 {
+        let parsed = try Arguments(arguments, options: ["config"], flags: [])
+        if parsed.has("help") { print(help); return 0 }
+        try parsed.expectNoPositional()
+        let setup = try Setup(parsed)
+        guard let config = setup.config else {
+            throw UsageError("offsite run needs a configuration",
+                             hint: "give --config FILE or OFFSITE_CONFIG, or set OFFSITE_TARGET and OFFSITE_DATA_DIR")
+        }
+        let logger = Logger(config: config.log)
+        for warning in config.warnings { logger.warn("config.warning", ["detail": warning]) }
+        let agent = try Agent(config: config, encryption: try setup.encryption(), logger: logger)
+
+        let sources = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let name = number == SIGTERM ? "TERM" : "INT"
+                if agent.requestStop() {
+                    logger.info("agent.signal", ["signal": name, "action": "stopping"])
+                } else {
+                    logger.warn("agent.signal", ["signal": name, "action": "exiting at once"])
+                    exit(128 + number)
+                }
+            }
+            source.resume()
+            return source
+        }
+        try agent.run()
+        withExtendedLifetime(sources) {}
+        return 0
+    }
+}
