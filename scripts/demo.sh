@@ -25,21 +25,28 @@ recipient="$("$bin/offsite" keygen --output "$demo/config/identity.txt")"
 
 cat > "$demo/config/offsite.json" <<JSON
 {
-  "databases": [{ "path": "$demo/data/crm.db" }],
+  "watch": { "dir": "$demo/data" },
   "local": { "dir": "$demo/backups", "keep": { "hourly": 24 } },
   "encryption": { "recipients": ["$recipient"], "identityFile": "$demo/config/identity.txt" },
   "compression": { "level": 6 },
-  "targets": [{ "name": "offsite-folder", "url": "file://$demo/offsite" }]
+  "schedule": { "every": "1h", "onChange": { "minInterval": "5s" }, "startup": true, "shutdown": true },
+  "targets": [{ "name": "offsite-folder", "url": "file://$demo/offsite", "retention": { "last": 10, "daily": 7 } }]
 }
 JSON
 export OFFSITE_CONFIG="$demo/config/offsite.json"
 
-echo "== backup while the application writes (50 transactions/s)"
-"$bin/offsite-crm" write --db "$demo/data/crm.db" --rate 50 --duration 4 &
-writer=$!
-sleep 1
+echo "== the agent (offsite run) while the application writes (50 transactions/s for 8 s)"
+"$bin/offsite" run &
+agent=$!
+sleep 2
+"$bin/offsite-crm" write --db "$demo/data/crm.db" --rate 50 --duration 8
+sleep 7
+kill -TERM "$agent"
+wait "$agent"
+
+echo "== a manual backup, then status"
 "$bin/offsite" backup
-wait "$writer"
+"$bin/offsite" status
 
 echo "== list"
 "$bin/offsite" list
