@@ -26,7 +26,8 @@ import Testing
         #expect(try target.list(prefix: "db/") == [RemoteObject(key: "db/big.bin", size: Int64(data.count),
                                                                 modified: try target.list(prefix: "db/").first?.modified)])
         #expect(try target.size(key: "db/big.bin") == Int64(data.count))
-        #expect(try download(from: target, key: "db/big.bin") == data)
+        let roundTripped = try download(from: target, key: "db/big.bin") == data  // not inside #expect: no diff of 12 MiB on failure
+        #expect(roundTripped)
         #expect(try target.openUploads().isEmpty, "a completed upload leaves no multipart upload open")
         try target.delete(key: "db/big.bin")
         #expect(try target.list(prefix: "").isEmpty)
@@ -131,5 +132,49 @@ private final class UploadFailures: @unchecked Sendable {
         lock.lock()
         errors.append(error)
         lock.unlock()
+    }
+}
+
+/// Retries against injected faults, through a proxy in front of rclone (signatures still checked).
+@Suite struct S3FaultTests {
+    @Test func survivesTransientFailuresAndResumesACutDownload() throws {
+        let server = try S3TestServer.shared(.rclone)
+        let proxy = try FaultyProxy(inFrontOf: server, mode: .flaky)
+        defer { proxy.stop() }
+        let prefix = uniqueS3Prefix("flaky")
+        let target = try server.makeTarget(prefix: prefix, partSize: 5 << 20, concurrency: 2, port: proxy.port,
+                                           retryPolicy: RetryPolicy(maximumAttempts: 5, initialDelay: .milliseconds(20)))
+        var generator = SplitMix64(seed: 99)
+        let data = Data((0..<((11 << 20) + 5)).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+        try upload(data, to: target, key: "db/flaky.bin", chunk: 1 << 20)
+        #expect(try target.list(prefix: "db/").map(\.size) == [Int64(data.count)], "the first listing's 500 was retried")
+        let downloaded = try download(from: target, key: "db/flaky.bin")
+        let same = downloaded == data  // not inside #expect: no diff of 11 MiB on failure
+        #expect(same, "the cut-off download resumed where it stopped: \(downloaded.count) of \(data.count) bytes")
+        let faults = try proxy.faultCounts()
+        #expect(faults["part503", default: 0] > 2 && faults["partdrop", default: 0] > 1, "part faults were injected: \(faults)")
+        #expect(faults["list500", default: 0] > 1 && faults["getcut", default: 0] > 1, "list and download faults were injected: \(faults)")
+        let direct = try server.makeTarget(prefix: prefix)
+        #expect(try direct.openUploads().isEmpty)
+        try direct.delete(key: "db/flaky.bin")
+    }
+
+    @Test func aStoreThatKeepsFailingEndsInACleanFailure() throws {
+        let server = try S3TestServer.shared(.rclone)
+        let proxy = try FaultyProxy(inFrontOf: server, mode: .down)
+        defer { proxy.stop() }
+        let prefix = uniqueS3Prefix("down")
+        let target = try server.makeTarget(prefix: prefix, partSize: 5 << 20, port: proxy.port,
+                                           retryPolicy: RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(10)))
+        do {
+            try upload(Data(repeating: 3, count: 11 << 20), to: target, key: "db/never.bin", chunk: 1 << 20)
+            Issue.record("an upload whose parts always fail must fail")
+        } catch let error as TargetError {
+            #expect(error.message.contains("SlowDown"), "\(error.message)")
+            #expect(!error.isPermanent)
+        }
+        let direct = try server.makeTarget(prefix: prefix)
+        #expect(try direct.list(prefix: "").isEmpty, "nothing visible under the final key")
+        #expect(try direct.openUploads().isEmpty, "the multipart upload was aborted")
     }
 }

@@ -124,7 +124,7 @@ public final class S3Target: Target {
     public func download(key: String, into sink: any ByteSink) throws {
         // A retry after some bytes resumes with a Range request, pinned to the same object
         // version by its ETag; a server that ignores Range has the bytes already seen skipped.
-        let resuming = ResumingSink(sink)
+        let resuming = ResumingSink(sink, target: name, key: key)
         let response = try client.send(S3Call(method: "GET", key: objectKey(key)), operation: "download \(key)", accepting: [404],
                                        streamingInto: resuming, onHead: resuming.receiveHead) { attempt in
             attempt.headers = []
@@ -214,16 +214,37 @@ private final class ResumingSink: ByteSink {
     /// Bytes of the current answer still to drop (a full answer to a resumed request).
     private var skipping: Int64 = 0
 
-    init(_ sink: any ByteSink) {
+    let target: String
+    let key: String
+
+    init(_ sink: any ByteSink, target: String, key: String) {
         self.sink = sink
+        self.target = target
+        self.key = key
     }
 
+    /// Works out how many bytes of this answer were delivered before: the start of its
+    /// Content-Range (rclone answers a range with 200 and a Content-Range), else the whole
+    /// object came again.
     func receiveHead(status: Int, headers: [(name: String, value: String)]) {
-        if etag == nil, (200..<300).contains(status) { etag = headers.first { $0.name == "etag" }?.value }
-        skipping = status == 200 ? delivered : 0
+        guard (200..<300).contains(status) else { return }
+        if etag == nil { etag = headers.first { $0.name == "etag" }?.value }
+        let range = headers.first { $0.name == "content-range" }?.value
+        let start = range.flatMap(Self.rangeStart) ?? 0
+        skipping = delivered - start
+    }
+
+    /// The first byte of `bytes START-END/TOTAL`.
+    static func rangeStart(_ contentRange: String) -> Int64? {
+        guard contentRange.hasPrefix("bytes ") else { return nil }
+        return Int64(contentRange.dropFirst(6).prefix { $0.isNumber })
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard skipping >= 0 else {
+            throw TargetError.failed(target: target, operation: "download \(key)",
+                                     detail: "the store answered a resumed download with a later range", hint: nil, isPermanent: true)
+        }
         var bytes = bytes
         if skipping > 0 {
             let dropped = Int(min(skipping, Int64(bytes.count)))
@@ -237,3 +258,4 @@ private final class ResumingSink: ByteSink {
 
     func finish() throws {}
 }
+

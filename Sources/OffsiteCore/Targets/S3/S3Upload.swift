@@ -16,7 +16,6 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
     /// Guards everything below; part threads signal it when they end.
     private let condition = NSCondition()
     private var buffer: Data
-    private var spareBuffers: [Data] = []
     private var uploadID: String?
     private var nextPartNumber = 1
     private var partETags: [Int: String] = [:]
@@ -99,9 +98,6 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
         guard !wasClosed else { return }
         waitForParts()
         if let uploadID { abortRemote(uploadID) }
-        condition.lock()
-        spareBuffers.removeAll()
-        condition.unlock()
         buffer = Data()
     }
 
@@ -144,8 +140,9 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
         }
         partsInFlight += 1
         let part = buffer
-        buffer = spareBuffers.popLast() ?? Data(capacity: partSize)
         condition.unlock()
+        // A fresh buffer: the part's memory goes back when its thread is done with it.
+        buffer = Data(capacity: partSize)
         nextPartNumber += 1
 
         let thread = Thread { [self] in
@@ -156,11 +153,6 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
             case let .failure(error): if failure == nil { failure = error }
             }
             partsInFlight -= 1
-            if !isClosed {
-                var spare = part
-                spare.removeAll(keepingCapacity: true)
-                spareBuffers.append(spare)
-            }
             condition.broadcast()
             condition.unlock()
         }
