@@ -124,8 +124,13 @@ final class WebDAVUpload: TargetUpload {
 
     /// PUTs the spool to `path`; returns the status (an accepted 409 means the folder is missing).
     private func put(_ path: String, accepting: Set<Int> = [409]) throws -> Int {
-        let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: path),
-                                  headers: [("Content-Type", "application/octet-stream")],
+        var headers: [(name: String, value: String)] = [("Content-Type", "application/octet-stream")]
+        if target.client.http.options.credentials != nil, byteCount > 0 {
+            // libcurl first asks without credentials to learn the scheme (Basic or Digest). With
+            // 100-continue the server's 401 comes before the body, so the body is sent once.
+            headers.append(("Expect", "100-continue"))
+        }
+        let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: path), headers: headers,
                                   body: .file(path: spoolPath, offset: 0, length: byteCount))
         return try target.client.send(request, operation: "upload \(key)", accepting: accepting).status
     }
