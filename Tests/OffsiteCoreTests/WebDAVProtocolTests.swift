@@ -158,6 +158,31 @@ import Testing
         #expect(auth.message == "target nas: authentication failed: list /: HTTP 401 Unauthorized")
     }
 
+    @Test func resumedDownloadsSkipWhatWasAlreadyDelivered() throws {
+        let sink = DataSink()
+        let resuming = ResumingDownload(sink, target: "nas", key: "db/a.bin")
+        resuming.receiveHead(status: 401, headers: [])  // Digest's first round: ignored
+        resuming.receiveHead(status: 200, headers: [("etag", "\"v1\"")])
+        try resuming.write(Data("hello ".utf8))
+        #expect(resuming.etag == "\"v1\"")
+        // The connection broke; the retry got the whole object again: the first bytes are dropped.
+        resuming.receiveHead(status: 200, headers: [])
+        try resuming.write(Data("hello wo".utf8))
+        // Broke again; this server honours Range with 206, or with 200 and a Content-Range.
+        resuming.receiveHead(status: 206, headers: [("content-range", "bytes 8-10/11")])
+        try resuming.write(Data("r".utf8))
+        resuming.receiveHead(status: 200, headers: [("content-range", "bytes 9-10/11")])
+        try resuming.write(Data("ld".utf8))
+        #expect(sink.data == Data("hello world".utf8))
+        #expect(resuming.delivered == 11)
+        // A range that starts after what was delivered would leave a hole: refused.
+        resuming.receiveHead(status: 206, headers: [("content-range", "bytes 20-30/31")])
+        #expect(throws: TargetError.self) { try resuming.write(Data("x".utf8)) }
+        let weak = ResumingDownload(DataSink(), target: "nas", key: "k")
+        weak.receiveHead(status: 200, headers: [("etag", "W/\"3-660d\"")])
+        #expect(weak.etag == nil, "a weak ETag cannot pin the version")
+    }
+
     @Test func refusesCredentialsThatAreOnlyHalfThere() throws {
         let url = "webdav+https://nas.example/dav"
         var config = TargetConfig(name: "nas", url: url, location: try TargetLocation(parsing: url))

@@ -80,7 +80,7 @@ public final class WebDAVTarget: Target {
         try checkKey(key, operation: "download \(key)")
         // A retry after some bytes resumes with a Range request pinned to the same version by its
         // ETag; a server that ignores Range has the bytes already delivered skipped.
-        let resuming = ResumingDownload(sink)
+        let resuming = ResumingDownload(sink, target: name, key: key)
         let request = HTTPRequest(method: "GET", url: client.url(ofPath: client.path(of: key)))
         _ = try client.send(request, operation: "download \(key)", key: key, streamingInto: resuming,
                             onHead: resuming.receiveHead) { attempt in
@@ -257,7 +257,7 @@ final class KnownFolders: @unchecked Sendable {
 
 /// Passes a download through to the real sink, counting what was delivered so a retry can resume
 /// where a broken attempt stopped.
-private final class ResumingDownload: ByteSink {
+final class ResumingDownload: ByteSink {
     let sink: any ByteSink
     /// Bytes handed to the real sink so far.
     private(set) var delivered: Int64 = 0
@@ -266,20 +266,39 @@ private final class ResumingDownload: ByteSink {
     /// Bytes of the current answer still to drop (a full answer to a resumed request).
     private var skipping: Int64 = 0
 
-    init(_ sink: any ByteSink) {
+    let target: String
+    let key: String
+
+    init(_ sink: any ByteSink, target: String, key: String) {
         self.sink = sink
+        self.target = target
+        self.key = key
     }
 
+    /// Works out how many bytes of this answer were delivered before: the start of its
+    /// Content-Range when it has one (some servers answer a range with 200), else all of them.
     func receiveHead(status: Int, headers: [(name: String, value: String)]) {
-        if etag == nil, (200..<300).contains(status) {
+        guard (200..<300).contains(status) else { return }
+        if etag == nil {
             // A weak ETag cannot be used with If-Match.
             etag = headers.first { $0.name == "etag" }?.value.trimmingCharacters(in: .whitespaces)
             if etag?.hasPrefix("W/") == true { etag = nil }
         }
-        skipping = status == 200 ? delivered : 0
+        let range = headers.first { $0.name == "content-range" }?.value
+        skipping = delivered - (range.flatMap(Self.rangeStart) ?? 0)
+    }
+
+    /// The first byte of `bytes START-END/TOTAL`.
+    static func rangeStart(_ contentRange: String) -> Int64? {
+        guard contentRange.hasPrefix("bytes ") else { return nil }
+        return Int64(contentRange.dropFirst(6).prefix { $0.isNumber })
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard skipping >= 0 else {
+            throw TargetError.failed(target: target, operation: "download \(key)",
+                                     detail: "the server answered a resumed download with a later range", hint: nil, isPermanent: true)
+        }
         var bytes = bytes
         if skipping > 0 {
             let dropped = Int(min(skipping, Int64(bytes.count)))
