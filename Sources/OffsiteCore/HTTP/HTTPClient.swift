@@ -66,6 +66,14 @@ public final class HTTPClient: @unchecked Sendable {
             offsite_curl_setopt_data_function(handle, CURLOPT_WRITEFUNCTION, writeCallback),
             offsite_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context),
         ]
+        if let credentials = options.credentials {
+            setup += [
+                offsite_curl_setopt_string(handle, CURLOPT_USERNAME, credentials.username),
+                offsite_curl_setopt_string(handle, CURLOPT_PASSWORD, credentials.password.value),
+                offsite_curl_setopt_long(handle, CURLOPT_HTTPAUTH,
+                                         Int(offsite_curl_auth_mask(credentials.allowsBasic ? 1 : 0, credentials.allowsDigest ? 1 : 0))),
+            ]
+        }
         let method = request.method.uppercased()
         if method == "HEAD" {
             setup.append(offsite_curl_setopt_long(handle, CURLOPT_NOBODY, 1))
@@ -211,8 +219,9 @@ private final class Transfer {
     func receiveHeader(_ line: String) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.hasPrefix("HTTP/") {
-            // A new response starts (after a 100 Continue, say): forget the previous one's headers.
+            // A new response starts (after a 100 Continue or an authentication 401): forget the previous one's headers and body.
             headers.removeAll()
+            collected.removeAll()
             let parts = trimmed.split(separator: " ")
             status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
         } else if let colon = trimmed.firstIndex(of: ":") {

