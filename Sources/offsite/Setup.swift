@@ -85,7 +85,7 @@ struct Setup {
         guard !configured.isEmpty else {
             throw UsageError("no target", hint: "give --target URL, or configure targets")
         }
-        return try configured.map { try makeTarget($0) }
+        return try configured.map { try makeTarget($0, spoolFolder: localFolder.map { URL(fileURLWithPath: $0) }) }
     }
 
     /// The targets `--target` names, or every configured one, each with its retention policy (a
