@@ -209,6 +209,9 @@ public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: 
                 case .notSQLite, .integrityCheckFailed: skipped = error.message
                 default: throw error
                 }
+            } catch let error as SQLiteError where [11, 26].contains(error.code & 0xff) {
+                // SQLITE_CORRUPT or SQLITE_NOTADB while copying or checking: the current file is damaged.
+                skipped = error.message
             }
         }
         var original = stat()
