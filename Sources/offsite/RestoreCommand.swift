@@ -19,6 +19,11 @@ enum RestoreCommand {
                            backup of the current database first; removes stale -wal/-shm/-journal
       --if-db-not-exists   restore only when the database file is missing; exit 0 when it exists
                            or there is no backup yet (an init container before the application)
+
+    On a terminal, without --backup or --at, it lists the recent backups to choose from (Enter
+    takes the newest) and shows the download's progress. An in-place restore keeps the replaced
+    file as DBNAME.replaced-TIMESTAMP.sqlite3 (mode 0600) in the local folder, or beside the
+    database when none is configured.
     """
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -34,8 +39,9 @@ enum RestoreCommand {
         if parsed.value("backup") != nil && parsed.value("at") != nil {
             throw UsageError("give --backup or --at, not both")
         }
-        let selection: BackupSelection = try parsed.value("backup").map { try BackupSelection.parse(backup: $0) }
+        var selection: BackupSelection = try parsed.value("backup").map { try BackupSelection.parse(backup: $0) }
             ?? parsed.value("at").map { try BackupSelection.parse(at: $0) } ?? .latest
+        let named = parsed.value("backup") != nil || parsed.value("at") != nil
 
         let setup = try Setup(parsed)
         let database = try setup.databaseName()
@@ -48,14 +54,18 @@ enum RestoreCommand {
             }
             destination = path
         }
-        if parsed.has("if-db-not-exists") && FileManager.default.fileExists(atPath: destination) {
+        if parsed.has("if-db-not-exists") && pathExists(destination) {
             print("\(destination) exists; nothing restored")
             return 0
         }
         let target = try setup.singleTarget()
         let keys = try setup.decryptionKeys()
+        if !named && !parsed.has("if-db-not-exists") && isatty(STDIN_FILENO) != 0 && isatty(STDERR_FILENO) != 0 {
+            selection = .id(try choose(database: database.name, target: target))
+        }
         let job = RestoreJob(target: target, database: database.name, selection: selection, keys: keys,
-                             check: parsed.has("full-check") ? .full : .quick)
+                             check: parsed.has("full-check") ? .full : .quick,
+                             progress: ProgressMeter.forTerminal(label: "downloading \(database.name)"))
 
         let report: RestoreReport
         do {
@@ -66,16 +76,24 @@ enum RestoreCommand {
                     database: DatabaseRef(path: destination, name: database.name), kind: .preRestore, targets: [target],
                     encryption: try preRestoreEncryption(setup: setup, keys: keys), compressionLevel: setup.compressionLevel,
                     check: .quick, localFolder: setup.localFolder, localKeep: setup.localKeep) : nil
-                report = try restoreInPlace(job, databasePath: destination, preRestore: preRestore)
+                report = try restoreInPlace(job, databasePath: destination, preRestore: preRestore,
+                                            localFolder: setup.localFolder)
             } else {
                 report = try restore(job, toNewFile: destination, overwrite: parsed.has("force"))
             }
         } catch RestoreError.noBackups(let name, let targetName) where parsed.has("if-db-not-exists") {
-            print("no backup of \(name) on target \(targetName) yet; nothing restored")
+            print("\(destination) is missing, but there is no backup yet of \(name) on target \(targetName); nothing restored")
             return 0
         }
         if let preRestore = report.preRestore {
             print("kept the current database as backup \(preRestore.id) on \(target.name)")
+        }
+        if let skipped = report.preRestoreSkipped {
+            var standardError = FileHandle.standardError
+            print("warning: no pre-restore backup was shipped: \(skipped)", to: &standardError)
+        }
+        if let replaced = report.replacedPath {
+            print("kept the replaced database as \(replaced)")
         }
         print("restored \(report.backup.id) of \(database.name) from \(target.name) to \(report.path) (\(formatBytes(report.size)))")
         return 0
@@ -91,6 +109,22 @@ enum RestoreCommand {
             if let passphrase = keys.passphrase { return .passphrase(passphrase, workFactor: 18) }
             throw error
         }
+    }
+
+    /// Lists the recent backups on the terminal and asks which one to restore (Enter: the newest).
+    static func choose(database: String, target: any Target) throws -> BackupID {
+        let backups = try listBackups(on: target, database: database)
+        let menu = backupMenu(backups)
+        guard !menu.choices.isEmpty else { throw RestoreError.noBackups(database: database, target: target.name) }
+        var standardError = FileHandle.standardError
+        print("Backups of \(database) on \(target.name), newest first:", to: &standardError)
+        for line in menu.lines { print(line, to: &standardError) }
+        print("Restore which backup? [1]: ", terminator: "", to: &standardError)
+        let answer = readLine() ?? ""
+        guard let index = menuChoice(answer, count: menu.choices.count) else {
+            throw RestoreError.invalidArgument("no backup numbered \(answer.trimmingCharacters(in: .whitespaces)): choose 1 to \(menu.choices.count)")
+        }
+        return menu.choices[index].id
     }
 
     /// Asks for the database's name on the terminal; refuses without a terminal.

@@ -7,6 +7,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)]
     ("backup", "one backup now (kind manual), to every target or one", BackupCommand.run),
     ("list", "backups on the targets and in the local rotation", ListCommand.run),
     ("restore", "download, decrypt, verify and put a backup in place", RestoreCommand.run),
+    ("verify", "restore drill: download, decrypt, integrity_check, compare", VerifyCommand.run),
     ("prune", "apply retention now, saying what is kept and why", PruneCommand.run),
     ("status", "per database and target: last success, last failure, next run", StatusCommand.run),
     ("healthcheck", "exit 0 when every database has a recent off-site copy", HealthcheckCommand.run),

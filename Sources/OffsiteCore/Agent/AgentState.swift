@@ -102,6 +102,41 @@ public struct AgentState: Codable, Sendable, Equatable {
         withTarget(target, of: database, at: result.time) { $0.lastVerify = result }
     }
 
+    /// How many backups per database and target `recordBackup` remembers.
+    public static let recentBackupLimit = 200
+
+    /// Notes what backup `record.backupID` of `database` shipped to `target`, for `verify` to
+    /// compare with later; only the newest `recentBackupLimit` per target are kept.
+    public mutating func recordBackup(database: String, target: String, _ record: BackupRecord) {
+        withTarget(target, of: database, at: record.time) { state in
+            var records = state.recentBackups ?? []
+            records.removeAll { $0.backupID == record.backupID }
+            records.append(record)
+            records.sort { $0.time < $1.time }
+            if records.count > AgentState.recentBackupLimit {
+                records.removeFirst(records.count - AgentState.recentBackupLimit)
+            }
+            state.recentBackups = records
+        }
+    }
+
+    /// Notes every upload of `report` that succeeded (see `recordBackup(database:target:_:)`).
+    public mutating func recordBackup(_ report: BackupReport, database: String, at date: Date = Date()) {
+        for upload in report.uploads where upload.error == nil {
+            guard let objectBytes = upload.size else { continue }
+            recordBackup(database: database, target: upload.target,
+                         BackupRecord(backupID: report.id.description, time: date, snapshotBytes: report.snapshot.byteCount,
+                                      pageCount: Int64(report.snapshot.pageCount), pageSize: report.snapshot.pageSize,
+                                      objectBytes: objectBytes))
+        }
+    }
+
+    /// What was recorded at backup time about `database`'s backups on `target`, by backup id.
+    public func backupRecords(database: String, target: String) -> [String: BackupRecord] {
+        let records = self.target(target, of: database)?.recentBackups ?? []
+        return Dictionary(records.map { ($0.backupID, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
     private mutating func withDatabase<Result>(_ database: String, at date: Date,
                                                _ body: (inout DatabaseState) -> Result) -> Result {
         if databases[database] == nil {
@@ -186,6 +221,9 @@ public struct TargetState: Codable, Sendable, Equatable {
     public var listing: TargetListing?
     /// The last restore drill, or nil.
     public var lastVerify: VerifyResult?
+    /// The most recent backups shipped here, oldest first (at most `AgentState.recentBackupLimit`);
+    /// nil in state files written before it was recorded.
+    public var recentBackups: [BackupRecord]?
 
     /// Creates a record with no history.
     public init(firstSeenAt: Date) {
@@ -197,6 +235,32 @@ public struct TargetState: Codable, Sendable, Equatable {
 
     /// Whether the last attempt failed.
     public var isFailing: Bool { consecutiveFailures > 0 }
+}
+
+/// What one backup was when it was shipped: what `verify` compares a restored copy with.
+public struct BackupRecord: Codable, Sendable, Equatable {
+    /// The backup id (`20261122T031700Z-scheduled`).
+    public var backupID: String
+    /// When it was shipped.
+    public var time: Date
+    /// The snapshot's size in bytes (the restored file must have the same).
+    public var snapshotBytes: Int64
+    /// The snapshot's page count.
+    public var pageCount: Int64
+    /// The snapshot's page size in bytes.
+    public var pageSize: Int
+    /// The object's size on the target (compressed and encrypted).
+    public var objectBytes: Int64
+
+    /// Creates a record.
+    public init(backupID: String, time: Date, snapshotBytes: Int64, pageCount: Int64, pageSize: Int, objectBytes: Int64) {
+        self.backupID = backupID
+        self.time = time
+        self.snapshotBytes = snapshotBytes
+        self.pageCount = pageCount
+        self.pageSize = pageSize
+        self.objectBytes = objectBytes
+    }
 }
 
 /// A backup that reached a target.

@@ -123,3 +123,27 @@ public func formatUTC(_ date: Date) -> String {
     formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
     return formatter.string(from: date)
 }
+
+/// The numbered list a person picks a backup from: the newest `limit` backups of one database,
+/// newest first, one line each (`  1  2026-11-22 03:17:00 UTC  scheduled    4.8 MiB`).
+public func backupMenu(_ backups: [RemoteBackup], limit: Int = 20) -> (lines: [String], choices: [RemoteBackup]) {
+    let choices = Array(backups.sorted { $0.id > $1.id }.prefix(limit))
+    let width = String(choices.count).count
+    let kindWidth = choices.map(\.id.kind.rawValue.count).max() ?? 0
+    let lines = choices.enumerated().map { index, backup in
+        let number = String(index + 1)
+        let kind = backup.id.kind.rawValue
+        return "  " + String(repeating: " ", count: width - number.count) + number + "  " + formatUTC(backup.id.date)
+            + "  " + kind + String(repeating: " ", count: kindWidth - kind.count) + "  " + formatBytes(backup.size)
+    }
+    return (lines, choices)
+}
+
+/// The 0-based index a person's answer to the menu picks: empty means 1 (the newest); nil when the
+/// answer is not a number from 1 to `count`.
+public func menuChoice(_ answer: String, count: Int) -> Int? {
+    let trimmed = answer.trimmingCharacters(in: .whitespaces)
+    if trimmed.isEmpty { return count > 0 ? 0 : nil }
+    guard let number = Int(trimmed), (1...max(count, 1)).contains(number), number <= count else { return nil }
+    return number - 1
+}

@@ -24,15 +24,18 @@ public struct RestoreJob {
     public var keys: DecryptionKeys
     /// The check the restored file must pass before it is put in place.
     public var check: IntegrityCheck
+    /// Shows the download's progress on a terminal; nil: silent.
+    public var progress: ProgressMeter?
 
     /// Creates a job.
     public init(target: any Target, database: String, selection: BackupSelection, keys: DecryptionKeys,
-                check: IntegrityCheck = .quick) {
+                check: IntegrityCheck = .quick, progress: ProgressMeter? = nil) {
         self.target = target
         self.database = database
         self.selection = selection
         self.keys = keys
         self.check = check
+        self.progress = progress
     }
 }
 
@@ -46,6 +49,10 @@ public struct RestoreReport {
     public var size: Int64
     /// The pre-restore backup taken first, for an in-place restore of an existing database.
     public var preRestore: BackupReport?
+    /// Why no pre-restore backup was shipped of an existing database (it failed its own check), or nil.
+    public var preRestoreSkipped: String?
+    /// Where the replaced database was kept (`DBNAME.replaced-TIMESTAMP.sqlite3`), or nil.
+    public var replacedPath: String?
 }
 
 /// Picks the backup `job` names from one listing of its target.
@@ -54,52 +61,89 @@ public func chooseBackup(for job: RestoreJob) throws -> RemoteBackup {
     return try selectBackup(from: backups, database: job.database, selection: job.selection, target: job.target.name)
 }
 
-/// Downloads, decrypts and decompresses `backup` into a new temporary file in `folder`, checks it is
-/// a SQLite database that passes `check`, fsyncs it and returns its path. On any failure nothing
-/// is left behind.
-func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) throws -> String {
-    let temporary = "\(folder)/.\(job.database).restore-\(UInt32.random(in: 0...UInt32.max)).tmp"
+/// Downloads, decrypts and decompresses `backup` from `target` into a new temporary file in
+/// `folder`, checks it is a SQLite database that passes `check`, fsyncs it and returns its path
+/// with what the check found. On any failure nothing is left behind.
+func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: DecryptionKeys, check: IntegrityCheck,
+                   folder: String, progress: ProgressMeter?) throws -> (path: String, info: DatabaseFileInfo) {
+    let temporary = "\(folder)/.\(backup.database).restore-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
     do {
         let file = try FileSink(creating: temporary)
-        let decoder = try makeRestoreDecoder(format: backup.format, keys: job.keys, into: file)
         do {
-            try job.target.download(key: backup.key, into: decoder)
-            try decoder.finish()
+            var sink = try makeRestoreDecoder(format: backup.format, keys: keys, into: file)
+            if let progress {
+                progress.total = backup.size
+                sink = ProgressSink(next: sink, meter: progress)
+            }
+            defer { progress?.end() }
+            try target.download(key: backup.key, into: sink)
+            try sink.finish()
         } catch {
             file.discard()
             throw error
         }
-        try verifyDatabaseFile(at: temporary, check: job.check)
-        return temporary
+        let info = try verifyDatabaseFile(at: temporary, check: check)
+        return (temporary, info)
     } catch {
         removeDatabaseFiles(temporary)
         throw error
     }
 }
 
-/// Checks that `path` is a SQLite database passing `check`; throws `RestoreError.verificationFailed`.
-public func verifyDatabaseFile(at path: String, check: IntegrityCheck) throws {
+/// Downloads and checks `backup` for `job` into `folder`; see `fetchVerified(_:from:keys:check:folder:progress:)`.
+func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) throws -> String {
+    try fetchVerified(backup, from: job.target, keys: job.keys, check: job.check, folder: folder, progress: job.progress).path
+}
+
+/// What the check of a database file found.
+public struct DatabaseFileInfo: Sendable, Equatable {
+    /// The file's size in bytes.
+    public var bytes: Int64
+    /// `PRAGMA page_count`.
+    public var pageCount: Int64
+    /// `PRAGMA page_size`.
+    public var pageSize: Int
+}
+
+/// Checks that `path` is a SQLite database passing `check` (opened immutable: it must be a file
+/// no one else uses); throws `RestoreError.verificationFailed`.
+@discardableResult
+public func verifyDatabaseFile(at path: String, check: IntegrityCheck) throws -> DatabaseFileInfo {
     guard hasSQLiteHeader(path) else {
         throw RestoreError.verificationFailed(detail: "the payload is not a SQLite database")
     }
     let problems: [String]
+    let pageCount: Int64
+    let pageSize: Int64
     do {
-        let database = try SQLiteDatabase(path: "file:\(path)?immutable=1", mode: .readOnly)
+        let database = try SQLiteDatabase(path: sqliteURI(forPath: path, immutable: true), mode: .readOnly)
         problems = try database.column(check.pragma)
+        pageCount = try database.scalarInt("PRAGMA page_count") ?? 0
+        pageSize = try database.scalarInt("PRAGMA page_size") ?? 0
     } catch {
         throw RestoreError.verificationFailed(detail: "\(error)")
     }
     guard problems == ["ok"] else {
         throw RestoreError.verificationFailed(detail: problems.prefix(3).joined(separator: "; "))
     }
+    return DatabaseFileInfo(bytes: (try? fileSize(at: path)) ?? 0, pageCount: pageCount, pageSize: Int(pageSize))
+}
+
+/// A `file:` URI for `path` that SQLite parses back to the same path, whatever characters it holds.
+func sqliteURI(forPath path: String, immutable: Bool) -> String {
+    var encoded = ""
+    for character in path.unicodeScalars {
+        switch character {
+        case "%", "?", "#": encoded += String(format: "%%%02X", character.value)
+        default: encoded.unicodeScalars.append(character)
+        }
+    }
+    return "file:\(encoded)" + (immutable ? "?immutable=1" : "")
 }
 
 /// Whether the file at `path` starts with SQLite's 16-byte header.
 public func hasSQLiteHeader(_ path: String) -> Bool {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-    defer { try? handle.close() }
-    let header = (try? handle.read(upToCount: 16)) ?? Data()
-    return header == Data("SQLite format 3\0".utf8)
+    (try? readPrefix(of: path, count: 16)) == Array("SQLite format 3\0".utf8)
 }
 
 /// Removes a database file and its `-wal`, `-shm` and `-journal` companions.
@@ -111,8 +155,8 @@ func removeDatabaseFiles(_ path: String) {
 public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool) throws -> RestoreReport {
     if !overwrite && FileManager.default.fileExists(atPath: output) { throw RestoreError.outputExists(path: output) }
     let backup = try chooseBackup(for: job)
-    let folder = (output as NSString).deletingLastPathComponent
-    let temporary = try fetchVerified(backup, job: job, folder: folder.isEmpty ? "." : folder)
+    let folder = parentDirectory(of: output)
+    let temporary = try fetchVerified(backup, job: job, folder: folder)
     if overwrite {
         for suffix in ["-wal", "-shm", "-journal"] { unlink(output + suffix) }
         guard rename(temporary, output) == 0 else {
@@ -130,55 +174,153 @@ public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool
         }
         unlink(temporary)
     }
-    fsyncFolder(folder.isEmpty ? "." : folder)
+    fsyncFolder(folder)
     return RestoreReport(backup: backup, path: output, size: (try? fileSize(at: output)) ?? 0, preRestore: nil)
 }
 
-/// Replaces the live database at `databasePath` with the chosen backup, safely: refuses while
-/// another process holds the database open; takes `preRestore` first (a backup of the current
-/// database) when the file exists; downloads into a temporary file beside it and verifies it; only
-/// then removes stale `-wal`, `-shm` and `-journal` files and renames the new file into place, keeping
-/// the replaced file's mode and owner.
-public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: BackupJob?) throws -> RestoreReport {
-    let holders = LockProbe.holders(ofDatabaseAt: databasePath)
-    guard holders.isEmpty else {
-        throw RestoreError.databaseInUse(path: databasePath, holders: holders.map(\.description).joined(separator: "; "))
-    }
+/// Replaces the live database at `databasePath` with the chosen backup, safely:
+/// 1. refuses while another process holds the database open;
+/// 2. downloads the backup into a temporary file beside the database and verifies it (a wrong key,
+///    a damaged object or a payload that is not a database stops here, with nothing changed);
+/// 3. when the file exists, ships `preRestore` (a backup of the current database); a current
+///    database that fails its own check is not shipped, and the restore goes on;
+/// 4. looks at the locks again, keeps the current file (and its `-wal`/`-journal`) as
+///    `DBNAME.replaced-TIMESTAMP.sqlite3` (0600) in `localFolder`, or beside the database without one,
+///    removes the stale `-shm`, and renames the new file into place atomically.
+/// A failure at any step leaves the live database as it was.
+public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: BackupJob?,
+                           localFolder: String? = nil, now: () -> Date = Date.init) throws -> RestoreReport {
+    try refuseWhileOpen(databasePath)
     let backup = try chooseBackup(for: job)
-    let exists = FileManager.default.fileExists(atPath: databasePath)
+    let folder = parentDirectory(of: databasePath)
+    let temporary = try fetchVerified(backup, job: job, folder: folder)
+    let exists = pathExists(databasePath)
     var preRestoreReport: BackupReport?
-    if exists, let preRestore {
-        let report = try runBackup(preRestore)
-        if let failed = report.uploads.first(where: { $0.error != nil }), let error = failed.error {
-            throw error
-        }
-        preRestoreReport = report
-    }
-    let folder = (databasePath as NSString).deletingLastPathComponent
-    let temporary = try fetchVerified(backup, job: job, folder: folder.isEmpty ? "." : folder)
+    var skipped: String?
+    var kept: String?
     do {
+        if exists, let preRestore {
+            do {
+                let report = try runBackup(preRestore, now: now)
+                if let error = report.uploads.first(where: { $0.error != nil })?.error { throw error }
+                preRestoreReport = report
+            } catch let error as SnapshotError {
+                switch error {
+                case .notSQLite, .integrityCheckFailed: skipped = error.message
+                default: throw error
+                }
+            } catch let error as SQLiteError where [11, 26].contains(error.code & 0xff) {
+                // SQLITE_CORRUPT or SQLITE_NOTADB while copying or checking: the current file is damaged.
+                skipped = error.message
+            }
+        }
         var original = stat()
         if stat(databasePath, &original) == 0 {
             chmod(temporary, original.st_mode & 0o7777)
             _ = chown(temporary, original.st_uid, original.st_gid)
         }
         // Look again: the application may have started while the backup downloaded.
-        let late = LockProbe.holders(ofDatabaseAt: databasePath)
-        guard late.isEmpty else {
-            throw RestoreError.databaseInUse(path: databasePath, holders: late.map(\.description).joined(separator: "; "))
+        try refuseWhileOpen(databasePath)
+        if exists {
+            let keepFolder = localFolder ?? folder
+            try makePrivateDirectory(keepFolder)
+            kept = uniqueAsidePath(database: job.database, reason: "replaced", folder: keepFolder, date: now())
         }
-        for suffix in ["-wal", "-shm", "-journal"] {
-            if unlink(databasePath + suffix) != 0 && errno != ENOENT {
-                throw FileIOError(operation: "remove", path: databasePath + suffix, code: errno)
-            }
-        }
-        guard rename(temporary, databasePath) == 0 else {
-            throw FileIOError(operation: "rename", path: databasePath, code: errno)
-        }
-        fsyncFolder(folder.isEmpty ? "." : folder)
+        try replaceDatabase(at: databasePath, with: temporary, keepingOldAs: kept)
     } catch {
         removeDatabaseFiles(temporary)
         throw error
     }
-    return RestoreReport(backup: backup, path: databasePath, size: (try? fileSize(at: databasePath)) ?? 0, preRestore: preRestoreReport)
+    return RestoreReport(backup: backup, path: databasePath, size: (try? fileSize(at: databasePath)) ?? 0,
+                         preRestore: preRestoreReport, preRestoreSkipped: skipped, replacedPath: kept)
+}
+
+/// Throws `RestoreError.databaseInUse` when another process holds a lock on the database.
+func refuseWhileOpen(_ databasePath: String) throws {
+    let holders = LockProbe.holders(ofDatabaseAt: databasePath)
+    guard holders.isEmpty else {
+        throw RestoreError.databaseInUse(path: databasePath, holders: holders.map(\.description).joined(separator: "; "))
+    }
+}
+
+/// `FOLDER/DBNAME.REASON-YYYYMMDDTHHMMSSZ.sqlite3`, with `-2`, `-3`, … added when that name is taken.
+func uniqueAsidePath(database: String, reason: String, folder: String, date: Date) -> String {
+    let stamp = BackupID.formatTimestamp(Int64(date.timeIntervalSince1970.rounded(.down)))
+    var candidate = "\(folder)/\(database).\(reason)-\(stamp).sqlite3"
+    var number = 2
+    while pathExists(candidate) || pathExists(candidate + "-wal") || pathExists(candidate + "-journal") {
+        candidate = "\(folder)/\(database).\(reason)-\(stamp)-\(number).sqlite3"
+        number += 1
+    }
+    return candidate
+}
+
+/// Puts the verified file `replacement` (in the database's folder) in place of `databasePath`.
+///
+/// With `keepingOldAs`, the current file stays readable there first — a hard link, or a copy with
+/// fsync on another file system — and its `-wal` and `-journal` move beside it, so the kept copy
+/// opens as the database was; without, stale companions are removed. The stale `-shm` is removed,
+/// then one atomic rename replaces the database. Every step before the rename is undone when a
+/// later one fails, so the live database is never left half-replaced.
+func replaceDatabase(at databasePath: String, with replacement: String, keepingOldAs kept: String?) throws {
+    var undo: [() -> Void] = []
+    do {
+        if let kept {
+            try preserveFile(databasePath, as: kept)
+            undo.append { unlink(kept) }
+            for suffix in ["-wal", "-journal"] where pathExists(databasePath + suffix) {
+                try moveFile(from: databasePath + suffix, to: kept + suffix)
+                undo.append { try? moveFile(from: kept + suffix, to: databasePath + suffix) }
+            }
+        } else {
+            for suffix in ["-wal", "-journal"] { try removeIfPresent(databasePath + suffix) }
+        }
+        try removeIfPresent(databasePath + "-shm")
+        if rename(replacement, databasePath) != 0 {
+            throw FileIOError(operation: "rename \(replacement) to", path: databasePath, code: errno)
+        }
+    } catch {
+        for step in undo.reversed() { step() }
+        throw error
+    }
+    fsyncFolder(parentDirectory(of: databasePath))
+    if let kept {
+        for suffix in ["", "-wal", "-journal"] where pathExists(kept + suffix) { chmod(kept + suffix, 0o600) }
+        fsyncFolder(parentDirectory(of: kept))
+    }
+}
+
+/// Removes `path`; a missing file is fine, any other failure throws.
+private func removeIfPresent(_ path: String) throws {
+    if unlink(path) != 0 && errno != ENOENT { throw FileIOError(operation: "remove", path: path, code: errno) }
+}
+
+/// Makes `destination` (which must not exist) hold the content of `source`, leaving `source` in
+/// place: a hard link, or a durable copy when a link is not possible (another file system).
+func preserveFile(_ source: String, as destination: String) throws {
+    if link(source, destination) == 0 { return }
+    if errno == EEXIST { throw FileIOError(operation: "link", path: destination, code: EEXIST) }
+    try copyDurably(source, to: destination)
+}
+
+/// Moves `source` to `destination` (which must not exist): a rename on the same file system,
+/// otherwise a copy with fsync, then the source is removed.
+func moveFile(from source: String, to destination: String) throws {
+    if pathExists(destination) { throw FileIOError(operation: "move \(source) to", path: destination, code: EEXIST) }
+    if rename(source, destination) == 0 { return }
+    guard errno == EXDEV else { throw FileIOError(operation: "move \(source) to", path: destination, code: errno) }
+    try copyDurably(source, to: destination)
+    try removeIfPresent(source)
+}
+
+/// Copies `source` into a new 0600 file `destination`, fsynced; nothing is left behind on failure.
+private func copyDurably(_ source: String, to destination: String) throws {
+    let sink = try FileSink(creating: destination, mode: 0o600)
+    do {
+        try readFile(at: source, into: sink)
+        try sink.finish()
+    } catch {
+        sink.discard()
+        throw error
+    }
 }

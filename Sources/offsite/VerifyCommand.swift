@@ -1,0 +1,72 @@
+import Foundation
+import OffsiteCore
+
+/// `offsite verify`: the restore drill, without touching the live database.
+enum VerifyCommand {
+    static let help = """
+    usage: offsite verify [--target NAME|URL] [--db NAME] [--backup ID|latest|all]
+                          [--identity FILE]… [--passphrase-file FILE] [--config FILE]
+
+    The restore drill: downloads each backup named (default: the latest of every database on every
+    target), decrypts and decompresses it into a temporary file (in the local folder, or the
+    system's temporary folder), runs PRAGMA integrity_check, compares the size and page count with
+    what was recorded when the backup was taken, and deletes the file. The live database is never
+    touched. Prints one line per backup, "ok" or what failed; exits 1 when any failed.
+
+    Without an identity or passphrase it checks what it can — the object exists and its size
+    matches the upload — and says that it could not decrypt.
+    """
+
+    static func run(_ arguments: [String]) throws -> Int32 {
+        let parsed = try Arguments(arguments, options: commonOptions.union(["backup"]), flags: [])
+        if parsed.has("help") { print(help); return 0 }
+        try parsed.expectNoPositional()
+        let scope = try parsed.value("backup").map(VerifyScope.parse) ?? .latest
+        let setup = try Setup(parsed)
+        let targets = try setup.targets()
+        let keys = try setup.decryptionKeys()
+        let state = setup.localFolder.map { StateStore(folder: $0).load().state } ?? AgentState()
+        let temporaryFolder = setup.localFolder
+
+        var failures = 0
+        for target in targets {
+            let names: [String]
+            if parsed.value("db") != nil {
+                names = [try setup.databaseName().name]
+            } else {
+                do {
+                    names = Array(Set(try listBackups(on: target).map(\.database))).sorted()
+                } catch {
+                    BackupCommand.reportFailure(error, prefix: "target \(target.name)")
+                    failures += 1
+                    continue
+                }
+                if names.isEmpty { print("\(target.name): no backups") }
+            }
+            for name in names {
+                let outcomes: [VerifyOutcome]
+                do {
+                    outcomes = try verifyBackups(
+                        of: name, on: target, scope: scope, keys: keys,
+                        records: state.backupRecords(database: name, target: target.name), temporaryFolder: temporaryFolder,
+                        progress: { ProgressMeter.forTerminal(label: "verifying \($0.id)") })
+                } catch {
+                    BackupCommand.reportFailure(error, prefix: "\(name) on \(target.name)")
+                    failures += 1
+                    continue
+                }
+                for outcome in outcomes {
+                    let line = "\(outcome.target) \(outcome.database) \(outcome.backupID): \(outcome.status.rawValue): \(outcome.detail)"
+                    if outcome.isFailure {
+                        var standardError = FileHandle.standardError
+                        print("error: \(line)", to: &standardError)
+                        failures += 1
+                    } else {
+                        print(line)
+                    }
+                }
+            }
+        }
+        return failures == 0 ? 0 : 1
+    }
+}
