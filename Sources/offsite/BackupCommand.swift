@@ -36,6 +36,7 @@ enum BackupCommand {
                 failures += 1
                 continue
             }
+            recordForVerify(report, database: database.name, localFolder: setup.localFolder)
             print("\(database.name): snapshot \(report.id) (\(formatBytes(report.snapshot.byteCount)), \(report.snapshot.pageCount) pages)")
             for upload in report.uploads {
                 if let error = upload.error {
@@ -47,6 +48,14 @@ enum BackupCommand {
             }
         }
         return failures == 0 ? 0 : 1
+    }
+
+    /// Notes the backup's sizes in the local folder's state so `offsite verify` can compare them
+    /// later. The state file belongs to the agent: while one runs (its lock is held) this is skipped.
+    static func recordForVerify(_ report: BackupReport, database: String, localFolder: String?) {
+        guard let localFolder, let lock = try? AgentLock.acquire(folder: localFolder) else { return }
+        defer { lock.release() }
+        _ = try? StateStore(folder: localFolder).update { $0.recordBackup(report, database: database) }
     }
 
     /// Prints a failure of one database or target, keeping going with the rest.
