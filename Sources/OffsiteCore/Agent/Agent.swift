@@ -7,6 +7,20 @@ public protocol LeftoverCleaning {
     func removeLeftovers(olderThan age: TimeInterval) throws -> Int
 }
 
+extension FileTarget: LeftoverCleaning {
+    /// Removes the hidden temporary upload files (`.*.offsite-tmp`) a crash left behind.
+    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
+        removeStaleTemporaries(olderThan: age)
+    }
+}
+
+extension S3Target: LeftoverCleaning {
+    /// Aborts the multipart uploads under the target's prefix that a crash left open.
+    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
+        try abortStaleUploads(olderThan: .milliseconds(Int64((age * 1000).rounded())))
+    }
+}
+
 /// `offsite run`: keeps every database protected until it is asked to stop.
 ///
 /// One thread runs the loop: it sleeps in `Watcher.wait` until a file event, a wake-up or the next
@@ -121,6 +135,7 @@ public final class Agent: @unchecked Sendable {
         try makePrivateDirectory(localFolder)
         lock = try AgentLock.acquire(folder: localFolder)
         defer { lock = nil }
+        state.removeStaleTemporaryFiles()
         let now = Date()
         _ = try? state.update { $0.recordStart(at: now, pid: getpid()) }
 
