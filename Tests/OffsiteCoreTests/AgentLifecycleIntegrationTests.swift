@@ -64,18 +64,27 @@ import Testing
         let target = try workspace.makeTestTarget()
 
         let crashed = try AgentProcess(workspace, label: "crashed")
-        try await crashed.waitFor("backup.start", where: { $0["db"] == "big" })
-        // Wait until the upload is under way: a multipart upload open on S3, a temporary file in the folder.
-        try await eventually(timeout: 60, "an upload in progress") { () -> Bool? in
-            switch kind {
-            case .s3: return try workspace.openUploads() > 0 ? true : nil
-            case .folder:
-                return AgentWorkspace.temporaryFiles(under: workspace.remoteFolder).contains {
-                    $0.hasSuffix(FileTarget.temporarySuffix) && ((try? crmFileSize("\(workspace.remoteFolder)/\($0)")) ?? 0) > 0
-                } ? true : nil
+        // Kill it as soon as the upload is under way: a multipart upload open on S3, a temporary
+        // file with bytes in it in the folder. (One probe on its own thread does it all, so a busy
+        // test pool cannot make it miss the moment.)
+        let remoteFolder = workspace.remoteFolder
+        try await eventually(timeout: 120, "an upload in progress") { () -> Bool? in
+            guard crashed.process.isRunning, crashed.events("backup.done").isEmpty, crashed.events("backup.failed").isEmpty else {
+                throw TestFailure("the backup ended before it could be interrupted; log:\n\(crashed.log)")
             }
+            let uploading: Bool
+            switch kind {
+            case .s3: uploading = try workspace.openUploads() > 0
+            case .folder:
+                uploading = AgentWorkspace.temporaryFiles(under: remoteFolder).contains {
+                    $0.hasSuffix(FileTarget.temporarySuffix) && ((try? crmFileSize("\(remoteFolder)/\($0)")) ?? 0) > 0
+                }
+            }
+            guard uploading, !crashed.events("backup.start", where: { $0["db"] == "big" }).isEmpty else { return nil }
+            crashed.send(SIGKILL)
+            return true
         }
-        try await crashed.killHard()
+        _ = try await crashed.waitForExit(timeout: 10)
         #expect(crashed.events("backup.done").isEmpty, "the kill came before the upload finished")
         #expect(try workspace.backups(of: "big").isEmpty, "no object under a final name")
         #expect(try target.list(prefix: "").isEmpty, "nothing listed at all")

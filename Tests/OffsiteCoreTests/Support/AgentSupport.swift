@@ -144,7 +144,7 @@ final class AgentWorkspace: @unchecked Sendable {
 }
 
 /// One line of the agent's JSON log.
-struct AgentLogLine {
+struct AgentLogLine: @unchecked Sendable {
     let fields: [String: Any]
     var event: String { fields["event"] as? String ?? "" }
     var level: String { fields["level"] as? String ?? "" }
@@ -213,12 +213,15 @@ final class AgentProcess: @unchecked Sendable {
     /// Waits until the log holds `count` lines of `event` matching `predicate`; returns the last of them.
     @discardableResult
     func waitFor(_ event: String, count: Int = 1, timeout: TimeInterval = 20,
-                 where predicate: @escaping (AgentLogLine) -> Bool = { _ in true }) async throws -> AgentLogLine {
-        let found = try await eventually(timeout: timeout, "\(count) × \(event) in the log") { () -> AgentLogLine? in
-            let matching = self.events(event, where: predicate)
-            return matching.count >= count ? matching[count - 1] : nil
+                 where predicate: @escaping @Sendable (AgentLogLine) -> Bool = { _ in true }) async throws -> AgentLogLine {
+        do {
+            return try await eventually(timeout: timeout, "\(count) × \(event) in the log") { () -> AgentLogLine? in
+                let matching = self.events(event, where: predicate)
+                return matching.count >= count ? matching[count - 1] : nil
+            }
+        } catch let failure as TestFailure {
+            throw TestFailure("\(failure.description); the agent's log:\n\(log.suffix(3000))")
         }
-        return found
     }
 
     /// Sends `signal` to the agent.
@@ -260,16 +263,34 @@ final class AgentProcess: @unchecked Sendable {
     }
 }
 
-/// Polls `probe` every 100 ms until it returns a value; throws after `timeout` seconds.
-@discardableResult
-func eventually<Value>(timeout: TimeInterval, _ what: @autoclosure () -> String,
-                       _ probe: () throws -> Value?) async throws -> Value {
-    let deadline = Date().addingTimeInterval(timeout)
-    while true {
-        if let value = try probe() { return value }
-        if Date() > deadline { throw TestFailure("timed out after \(Int(timeout)) s waiting for \(what())") }
-        try await Task.sleep(for: .milliseconds(100))
+/// Runs `body` on a thread of its own and returns its result. Waiting and timing run there, not
+/// on the concurrency pool, which tests running synchronously in parallel may keep busy for
+/// seconds at a time: a probe or a kill must happen when its moment comes.
+func onThread<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value) async throws -> Value {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
     }
+}
+
+/// Polls `probe` every 100 ms (on a thread of its own) until it returns a value; throws after
+/// `timeout` seconds.
+@discardableResult
+func eventually<Value: Sendable>(timeout: TimeInterval, _ what: String,
+                                 _ probe: @escaping @Sendable () throws -> Value?) async throws -> Value {
+    try await onThread {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let value = try probe() { return value }
+            if Date() > deadline { throw TestFailure("timed out after \(Int(timeout)) s waiting for \(what)") }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+}
+
+/// Sleeps `seconds` on a thread of its own, so the pause is as long as asked even when the
+/// concurrency pool is busy.
+func pause(_ seconds: TimeInterval) async throws {
+    try await onThread { Thread.sleep(forTimeInterval: seconds) }
 }
 
 /// A small HTTP server on 127.0.0.1 (python3's http.server) that appends the body of every POST
@@ -340,9 +361,10 @@ final class WebhookReceiver: @unchecked Sendable {
     /// Waits for a notification with `event`; returns it.
     @discardableResult
     func waitFor(event: String, timeout: TimeInterval = 20) async throws -> [String: Any] {
-        try await eventually(timeout: timeout, "a webhook with event \(event)") {
-            self.notifications.first { $0["event"] as? String == event }
+        let index = try await eventually(timeout: timeout, "a webhook with event \(event)") {
+            self.notifications.firstIndex { $0["event"] as? String == event }
         }
+        return notifications[index]
     }
 }
 
