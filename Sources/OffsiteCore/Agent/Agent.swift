@@ -7,6 +7,20 @@ public protocol LeftoverCleaning {
     func removeLeftovers(olderThan age: TimeInterval) throws -> Int
 }
 
+extension FileTarget: LeftoverCleaning {
+    /// Removes the hidden temporary upload files (`.*.offsite-tmp`) a crash left behind.
+    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
+        removeStaleTemporaries(olderThan: age)
+    }
+}
+
+extension S3Target: LeftoverCleaning {
+    /// Aborts the multipart uploads under the target's prefix that a crash left open.
+    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
+        try abortStaleUploads(olderThan: .milliseconds(Int64((age * 1000).rounded())))
+    }
+}
+
 /// `offsite run`: keeps every database protected until it is asked to stop.
 ///
 /// One thread runs the loop: it sleeps in `Watcher.wait` until a file event, a wake-up or the next
@@ -121,6 +135,7 @@ public final class Agent: @unchecked Sendable {
         try makePrivateDirectory(localFolder)
         lock = try AgentLock.acquire(folder: localFolder)
         defer { lock = nil }
+        state.removeStaleTemporaryFiles()
         let now = Date()
         _ = try? state.update { $0.recordStart(at: now, pid: getpid()) }
 
@@ -172,11 +187,28 @@ public final class Agent: @unchecked Sendable {
         return folders
     }
 
-    /// Adds configured databases and those found in `watch.dir` that are not known yet.
-    private func discoverDatabases() {
-        var found = config.databases
-        if let watch = config.watch {
-            found += OffsiteCore.discoverDatabases(in: watch.dir, include: watch.include)
+    /// Adds the configured databases and the SQLite databases in `watch.dir` that are not known
+    /// yet. At the start the whole folder is read; while running only `newNames` (from file
+    /// events) are looked at, and those found are new: backed up soon. A known database's file is
+    /// never opened outside SQLite: closing any descriptor of it would drop the POSIX locks SQLite
+    /// holds on it (sqlite.org/howtocorrupt.html, 2.2), and the change detector's connection
+    /// would stop seeing commits once the application's last connection deleted the WAL.
+    private func discoverDatabases(newNames: [String]? = nil) {
+        var found: [DatabaseRef] = []
+        if let newNames {
+            guard let watch = config.watch else { return }
+            for name in newNames where !name.hasPrefix(".") && !name.hasSuffix("-wal") && !name.hasSuffix("-shm")
+                && !name.hasSuffix("-journal") && watch.include.contains(where: { fnmatch($0, name, 0) == 0 }) {
+                let path = "\(watch.dir)/\(name)"
+                var info = stat()
+                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, hasSQLiteHeader(path) else { continue }
+                found.append(DatabaseRef(path: path))
+            }
+        } else {
+            found = config.databases
+            if let watch = config.watch {
+                found += OffsiteCore.discoverDatabases(in: watch.dir, include: watch.include)
+            }
         }
         for ref in found where !databases.contains(where: { $0.ref.path == ref.path || $0.ref.name == ref.name }) {
             let runtime = DatabaseRuntime(ref: ref, minInterval: config.schedule.onChange?.minInterval ?? .seconds(300))
@@ -185,6 +217,8 @@ public final class Agent: @unchecked Sendable {
             _ = try? state.update { $0.recordDatabase(ref.name, path: ref.path, at: now) }
             if !config.databases.contains(where: { $0.path == ref.path }) {
                 logger.info("database.found", ["db": ref.name, "path": ref.path])
+            }
+            if newNames != nil {
                 // A database that appears while the agent runs is new: back it up soon.
                 runtime.generation = 1
                 runtime.gate.recordChange(at: now)
@@ -196,9 +230,8 @@ public final class Agent: @unchecked Sendable {
         guard !events.isEmpty else { return }
         if let watch = config.watch {
             let known = Set(databases.map(\.ref.path))
-            if events.contains(where: { $0.folder == watch.dir && !known.contains("\($0.folder)/\($0.name)") }) {
-                discoverDatabases()
-            }
+            let newNames = Set(events.filter { $0.folder == watch.dir && !known.contains("\($0.folder)/\($0.name)") }.map(\.name))
+            if !newNames.isEmpty { discoverDatabases(newNames: newNames.sorted()) }
         }
         let now = Date()
         for database in databases {

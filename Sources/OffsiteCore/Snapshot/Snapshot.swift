@@ -123,17 +123,18 @@ public struct Snapshotter: Sendable {
         }
     }
 
-    /// Throws unless `path` exists and starts with the SQLite header.
+    /// Throws unless `path` is an existing, non-empty file; that it is SQLite is checked by SQLite
+    /// itself when the copy starts (`copyDatabase` maps SQLITE_NOTADB). The header is not read
+    /// with a plain open/close: closing any descriptor of a database file drops every POSIX lock
+    /// this process holds on it, SQLite's included (sqlite.org/howtocorrupt.html, 2.2), and the
+    /// agent keeps a connection to each live database open to detect changes.
     private func verifyIsSQLite(_ path: String) throws {
-        let header: [UInt8]
-        do {
-            header = try readPrefix(of: path, count: 16)
-        } catch let error as FileIOError where error.isNotFound {
-            throw SnapshotError.sourceMissing(path: path)
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { throw SnapshotError.sourceMissing(path: path) }
+            throw FileIOError(operation: "stat", path: path, code: errno)
         }
-        guard header == Array("SQLite format 3\0".utf8) else {
-            throw SnapshotError.notSQLite(path: path, isEmpty: header.isEmpty)
-        }
+        if info.st_size == 0 { throw SnapshotError.notSQLite(path: path, isEmpty: true) }
     }
 
     /// Copies the source into the (empty) file at `destinationPath` in one backup step,
@@ -157,6 +158,8 @@ public struct Snapshotter: Sendable {
             do {
                 let pageCount = try source.copyWholeDatabase(into: destination)
                 return (pageCount, startedAt, clock.now - attemptStart)
+            } catch let error as SQLiteError where error.code & 0xff == 26 {  // SQLITE_NOTADB
+                throw SnapshotError.notSQLite(path: sourcePath, isEmpty: false)
             } catch let error as SQLiteError where error.isBusy {
                 if clock.now + delay > deadline {
                     throw SnapshotError.busy(path: sourcePath, waited: busyRetryLimit)

@@ -1,0 +1,93 @@
+import CRMSim
+import Foundation
+import Testing
+@testable import OffsiteCore
+
+/// On-change backups by `offsite run` as a process: a write is shipped within minInterval + 10 s,
+/// an idle database gets nothing, a burst gives at most two backups of which the last holds it
+/// all, and a database created while the agent runs is picked up.
+@Suite struct AgentChangeIntegrationTests {
+    static let minInterval: TimeInterval = 2
+    static let count = "SELECT count(*) FROM activity_logs"
+
+    @Test(arguments: AgentTargetKind.allCases)
+    func aWriteIsShippedAnIdleDatabaseIsNotAndABurstGivesAtMostTwoBackups(kind: AgentTargetKind) async throws {
+        let workspace = try AgentWorkspace("onchange", kind: kind)
+        let crm = try workspace.addDatabase("crm")
+        try workspace.addDatabase("idle")
+        try workspace.writeConfig(minInterval: "2s")
+        let agent = try AgentProcess(workspace)
+        try await agent.waitFor("agent.start")
+        let started = Date()
+        #expect(try workspace.backups(of: "crm").isEmpty, "no startup backup was configured")
+
+        // One write: a change backup within minInterval + 10 s.
+        let single = try CRMWriter(path: crm, rate: 20, seed: 3).run(duration: .milliseconds(60))
+        try #require(single.committed >= 1)
+        let written = Date()
+        let (first, seenAt) = try await eventually(timeout: Self.minInterval + 10, "a change backup of crm") {
+            try workspace.backups(of: "crm").first.map { ($0, Date()) }
+        }
+        #expect(first.id.kind == .change)
+        #expect(seenAt.timeIntervalSince(written) <= Self.minInterval + 10)
+        try await agent.waitFor("backup.done", where: { $0["db"] == "crm" })
+
+        // A burst: 25 transactions a second for 2 s.
+        let before = Set(try workspace.backups(of: "crm").map(\.id))
+        let writer = try CRMWriter(path: crm, rate: 25, seed: 4)
+        let countBefore = try sqlite3(crm, Self.count, in: workspace.folder)
+        let burstStarted = Date()
+        let burst = try await onThread { try writer.run(duration: .seconds(2)) }
+        let burstStopped = Date()
+        #expect(burst.committed >= 45, "\(burst.summary)")
+        #expect(!burst.hasErrors, "the agent never blocks the application: \(burst.summary)")
+        // Long enough for the pending change to be shipped and for a third backup to show up if
+        // the gate let one through.
+        try await pause(Self.minInterval + 4)
+        let burstBackups = try workspace.backups(of: "crm").filter { !before.contains($0.id) }
+        #expect((1...2).contains(burstBackups.count), "\(burstBackups.map(\.id))")
+        #expect(burstBackups.allSatisfy { $0.id.kind == .change })
+
+        // The last one holds the whole burst.
+        let last = try #require(burstBackups.last)
+        let restored = try workspace.restore("crm", id: last.id)
+        #expect(try sqlite3(restored, Self.count, in: workspace.folder) == sqlite3(crm, Self.count, in: workspace.folder),
+                "before \(countBefore) burst \(burstBackups.map(\.id)) \(burstStarted) \(burstStopped) \(burst.summary); log:\n\(agent.log)")
+        #expect(try CRMInvariant.violations(inDatabaseAt: restored) == [])
+
+        // The idle database got nothing over at least the same window.
+        let remaining = Self.minInterval + 10 - Date().timeIntervalSince(started)
+        if remaining > 0 { try await pause(remaining) }
+        #expect(try workspace.backups(of: "idle").isEmpty)
+        #expect(agent.events("backup.start", where: { $0["db"] == "idle" }).isEmpty)
+        #expect(agent.events("backup.failed").isEmpty, "log:\n\(agent.log)")
+        #expect(try await agent.terminate() == 0)
+    }
+
+    @Test func aDatabaseCreatedWhileTheAgentRunsIsBackedUp() async throws {
+        let workspace = try AgentWorkspace("newdb")
+        try workspace.addDatabase("crm")
+        try workspace.writeConfig(minInterval: "2s")
+        let agent = try AgentProcess(workspace)
+        try await agent.waitFor("agent.start")
+
+        // The application creates a new database in the data folder.
+        let fresh = "\(workspace.dataFolder)/fresh.db"
+        _ = try CRMGenerator.generate(at: fresh, sizeMiB: 1, seed: 5)
+        try await agent.waitFor("database.found", where: { $0["db"] == "fresh" })
+        try await eventually(timeout: Self.minInterval + 10, "a backup of fresh") {
+            try workspace.backups(of: "fresh").first
+        }
+        // Once it settled, the newest backup holds the whole database.
+        try await pause(Self.minInterval + 2)
+        let newest = try #require(try workspace.backups(of: "fresh").last)
+        let restored = try workspace.restore("fresh", id: newest.id)
+        #expect(try sqlite3(restored, Self.count, in: workspace.folder) == sqlite3(fresh, Self.count, in: workspace.folder))
+        #expect(try CRMInvariant.violations(inDatabaseAt: restored) == [])
+
+        // Only real databases were taken: never the -journal, -wal or -shm files beside them.
+        #expect(agent.events("database.found").compactMap { $0["db"] }.sorted() == ["crm", "fresh"])
+        #expect(try workspace.backups(of: "crm").isEmpty, "crm did not change")
+        #expect(try await agent.terminate() == 0)
+    }
+}
