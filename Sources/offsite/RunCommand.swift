@@ -27,7 +27,7 @@ enum RunCommand {
         }
         let logger = Logger(config: config.log)
         for warning in config.warnings { logger.warn("config.warning", ["detail": warning]) }
-        let agent = try Agent(config: config, encryption: try setup.encryption(), logger: logger)
+        let agent = try Agent(config: config, encryption: try setup.encryption(), keys: try setup.decryptionKeys(), logger: logger)
 
         let sources = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
             signal(number, SIG_IGN)

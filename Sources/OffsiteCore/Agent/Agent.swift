@@ -14,6 +14,13 @@ extension FileTarget: LeftoverCleaning {
     }
 }
 
+extension WebDAVTarget: LeftoverCleaning {
+    /// Deletes the temporary upload names (`.offsite-upload-…`) an interrupted upload left behind.
+    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
+        try removeStaleTemporaries(olderThan: .milliseconds(Int64((age * 1000).rounded())))
+    }
+}
+
 extension S3Target: LeftoverCleaning {
     /// Aborts the multipart uploads under the target's prefix that a crash left open.
     public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
@@ -75,6 +82,10 @@ public final class Agent: @unchecked Sendable {
     let notifier: WebhookNotifier?
     let cancellation = Cancellation()
     let encryption: PayloadEncryption
+    /// What decrypts backups for restore drills and repairs; empty when the host holds no identity.
+    let keys: DecryptionKeys
+    /// When the next restore drill is due (`verify.every`).
+    private var nextVerify: Date?
     private var targets: [TargetRuntime] = []
     private var databases: [DatabaseRuntime] = []
     private let stopLock = NSLock()
@@ -85,13 +96,15 @@ public final class Agent: @unchecked Sendable {
     static let localInterval: TimeInterval = 3600
 
     /// Prepares an agent for `config`; `run()` starts it.
-    public init(config: OffsiteConfig, encryption: PayloadEncryption, logger: Logger) throws {
+    public init(config: OffsiteConfig, encryption: PayloadEncryption, keys: DecryptionKeys = DecryptionKeys(),
+                logger: Logger) throws {
         guard let local = config.local else {
             throw AgentError.noLocalFolder
         }
         self.config = config
         self.logger = logger
         self.encryption = encryption
+        self.keys = keys
         self.localFolder = local.dir
         self.watcher = try Watcher()
         self.state = StateStore(folder: local.dir)
@@ -140,11 +153,12 @@ public final class Agent: @unchecked Sendable {
         _ = try? state.update { $0.recordStart(at: now, pid: getpid()) }
 
         for targetConfig in config.targets {
-            let target = try makeTarget(targetConfig)
+            let target = try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder))
             let schedule = try TriggerSchedule(target: targetConfig, schedule: config.schedule)
             targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
         }
         removeLeftovers()
+        if config.restoreIfCorrupt { repairCorruptDatabases() }
         for folder in Set(watchedFolders()) {
             do { try watcher.watch(folder: folder) } catch {
                 logger.error("watch.failed", ["folder": folder, "reason": describe(error)])
@@ -156,6 +170,7 @@ public final class Agent: @unchecked Sendable {
                                     "databases": databases.map(\.ref.name).joined(separator: ","),
                                     "targets": targets.map { "\($0.config.name)(\($0.schedule))" }.joined(separator: ",")])
 
+        if let every = config.verify?.every { nextVerify = now.addingTimeInterval(every.timeInterval) }
         if config.schedule.startup {
             for database in databases where !isStopping {
                 perform(database, targets: targets, kind: .startup)
@@ -256,6 +271,7 @@ public final class Agent: @unchecked Sendable {
     /// The next moment something may fall due.
     private func nextDeadline() -> Date? {
         var candidates: [Date] = targets.compactMap(\.nextRun)
+        if let nextVerify { candidates.append(nextVerify) }
         for database in databases {
             if let due = database.gate.dueAt { candidates.append(due) }
             candidates += database.retryAt.values
@@ -267,6 +283,10 @@ public final class Agent: @unchecked Sendable {
     }
 
     private func runDueWork(now: Date) {
+        if let due = nextVerify, due <= now, let every = config.verify?.every {
+            runRestoreDrills()
+            nextVerify = Date().addingTimeInterval(every.timeInterval)
+        }
         let scheduled = targets.filter { ($0.nextRun ?? .distantFuture) <= now }
         for database in databases {
             if isStopping { return }
@@ -345,7 +365,10 @@ public final class Agent: @unchecked Sendable {
         let snapshot = SnapshotRecord(time: report.snapshot.readStartedAt, backupID: report.id.description,
                                       bytes: report.snapshot.byteCount, pageCount: Int64(report.snapshot.pageCount),
                                       pageSize: report.snapshot.pageSize)
-        _ = try? state.update { $0.recordSnapshot(of: database.ref.name, snapshot) }
+        _ = try? state.update {
+            $0.recordSnapshot(of: database.ref.name, snapshot)
+            $0.recordBackup(report, database: database.ref.name)
+        }
         for (target, upload) in zip(due, report.uploads) {
             if let error = upload.error {
                 recordFailure(database, target: target, reason: describe(error), backupID: report.id.description)
@@ -415,6 +438,68 @@ public final class Agent: @unchecked Sendable {
             let reason = describe(error)
             logger.error("prune.failed", ["db": database.ref.name, "target": target.config.name, "reason": reason])
             notifier?.send(Notification(event: "prune.failed", database: database.ref.name, target: target.config.name, reason: reason))
+        }
+    }
+
+    /// `restoreIfCorrupt`: before any backup could overwrite good copies with bad data, every
+    /// database that fails its check is moved aside and restored from the newest good backup.
+    /// Runs before the change detectors open their connections.
+    private func repairCorruptDatabases() {
+        var candidates = config.databases
+        if let watch = config.watch {
+            for found in OffsiteCore.discoverDatabases(in: watch.dir, include: watch.include)
+            where !candidates.contains(where: { $0.path == found.path }) {
+                candidates.append(found)
+            }
+        }
+        for database in candidates {
+            let outcome = repairIfCorrupt(database: database, targets: targets.map(\.target), keys: keys,
+                                          localFolder: localFolder, check: config.integrityCheck)
+            switch outcome {
+            case .healthy, .missing:
+                logger.debug("repair.checked", ["db": database.name, "result": outcome.summary])
+            case .repaired:
+                logger.warn("repair.done", ["db": database.name, "result": outcome.summary])
+                notifier?.send(Notification(event: "database.repaired", database: database.name, reason: outcome.summary))
+            case .unchecked, .inUse, .failed:
+                logger.error("repair.failed", ["db": database.name, "reason": outcome.summary])
+                notifier?.send(Notification(event: "repair.failed", database: database.name, reason: outcome.summary))
+            }
+        }
+    }
+
+    /// `verify.every`: the restore drill of each database's newest backup on every target —
+    /// download, decrypt, decompress, integrity_check, compare with what was recorded. Without
+    /// an identity only the object's presence and size can be checked, and the log says so.
+    private func runRestoreDrills() {
+        let snapshot = state.current
+        for database in databases {
+            for target in targets where !isStopping {
+                let records = snapshot.backupRecords(database: database.ref.name, target: target.config.name)
+                let outcomes: [VerifyOutcome]
+                do {
+                    outcomes = try verifyBackups(of: database.ref.name, on: target.target, scope: .latest, keys: keys,
+                                                 records: records, temporaryFolder: localFolder)
+                } catch {
+                    logger.error("verify.failed", ["db": database.ref.name, "target": target.config.name, "reason": describe(error)])
+                    continue
+                }
+                for outcome in outcomes {
+                    _ = try? state.update { $0.recordVerify(database: database.ref.name, target: target.config.name, outcome.result(at: Date())) }
+                    switch outcome.status {
+                    case .ok:
+                        logger.info("verify.done", ["db": database.ref.name, "target": target.config.name, "id": outcome.backupID])
+                    case .notDecrypted:
+                        logger.warn("verify.partial", ["db": database.ref.name, "target": target.config.name, "id": outcome.backupID,
+                                                       "detail": outcome.detail])
+                    case .failed:
+                        logger.error("verify.failed", ["db": database.ref.name, "target": target.config.name, "id": outcome.backupID,
+                                                       "reason": outcome.detail])
+                        notifier?.send(Notification(event: "verify.failed", database: database.ref.name, target: target.config.name,
+                                                    backupID: outcome.backupID, reason: outcome.detail))
+                    }
+                }
+            }
         }
     }
 

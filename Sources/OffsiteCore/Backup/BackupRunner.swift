@@ -149,20 +149,23 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
     return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshotPath : nil, uploads: uploads, prunedLocal: pruned)
 }
 
-/// An id for a backup taken now that no earlier backup of the same database and kind uses: two
-/// backups in one second must not collide, so on a clash it waits for the next second.
+/// An id for a backup taken now that sorts after every backup of the database in the local
+/// rotation and collides with no object on the targets: two backups in one second must not
+/// collide, and the newest must sort last (`latest`, retention's "newest"). On a clash it waits
+/// for the next second.
 func chooseBackupID(job: BackupJob, folder: String, now: () -> Date) -> BackupID {
+    let newestLocal = localBackups(inFolder: folder).last?.id.seconds ?? Int64.min
     var id = BackupID(date: now(), kind: job.kind)
     for _ in 0..<5 {
-        let localClash = FileManager.default.fileExists(atPath: "\(folder)/\(id).sqlite3")
+        let localClash = id.seconds <= newestLocal
         let remoteClash = !localClash && job.targets.contains { target in
             let existing = (try? target.list(prefix: "\(job.database.name)/\(id).")) ?? []
             return !existing.isEmpty
         }
         guard localClash || remoteClash else { return id }
-        let next = Double(id.seconds + 1)
+        let next = Double(max(id.seconds, newestLocal) + 1)
         let wait = next - now().timeIntervalSince1970
-        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+        if wait > 0 { Thread.sleep(forTimeInterval: min(wait, 1.1)) }
         id = BackupID(date: max(now(), Date(timeIntervalSince1970: next)), kind: job.kind)
     }
     return id
