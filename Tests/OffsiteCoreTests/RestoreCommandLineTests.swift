@@ -8,6 +8,7 @@ import Testing
 enum RemoteKind: String, CaseIterable, Sendable, CustomStringConvertible {
     case folder
     case s3
+    case webdav
     var description: String { rawValue }
 }
 
@@ -49,6 +50,15 @@ final class RestoreWorkspace {
               "region": "us-east-1", "accessKeyId": "\(S3TestServer.accessKeyId)", "secretAccessKeyFile": "\(folder.file("s3-secret"))" }
             """
             target = try server.makeTarget(prefix: prefix)
+        case .webdav:
+            let server = try WebDAVTestServer.shared(.rclone)
+            let path = "restore-\(UUID().uuidString.prefix(8))"
+            try Data((WebDAVTestServer.password + "\n").utf8).write(to: URL(fileURLWithPath: folder.file("dav-secret")))
+            targetJSON = """
+            { "name": "remote", "url": "\(server.url(path: path))", "username": "\(WebDAVTestServer.username)",
+              "passwordFile": "\(folder.file("dav-secret"))" }
+            """
+            target = try server.makeTarget(path: path)
         }
         let localJSON = local ? #""local": { "dir": "\#(folder.file("local"))" },"# : ""
         let config = """
