@@ -246,6 +246,7 @@ class Bench:
         self.writer = {}       # size -> {"alone": [...], "with": [...]}
         self.commands = {}     # tool -> command text shown in the report
         self.notes = []
+        self.loads = []        # (moment, 1/5/15-minute load averages): other work on the machine
 
     def record(self, size, tool, timing=None, stored=None, **extra):
         entry = dict(extra)
@@ -502,6 +503,10 @@ class Bench:
         remove(writer_db.parent)
         writer_db.parent.mkdir(parents=True)
         shutil.copyfile(db, writer_db)
+        # The copy's dirty pages must reach the disk before the writer starts, or their writeback
+        # stalls the writer's first fsyncs and is counted against it.
+        os.sync()
+        time.sleep(2)
         self.warm(writer_db)
         writer_cmd = [CRM, "write", "--db", str(writer_db), "--rate", str(WRITER_RATE),
                       "--duration", str(WRITER_SECONDS), "--json"]
@@ -552,6 +557,7 @@ class Bench:
 
     def measure(self, size):
         db = self.database(size)
+        self.loads.append((f"{size} MiB start", os.getloadavg()))
         source = db.stat().st_size
         self.sources = getattr(self, "sources", {})
         self.sources[size] = source
@@ -588,6 +594,7 @@ class Bench:
             log(f"== {size} MiB: the writer, {WRITER_SECONDS} s at {WRITER_RATE} tx/s ({w} of {WRITER_RUNS})")
             self.writer_run(size, db, False, w)
             self.writer_run(size, db, True, w)
+        self.loads.append((f"{size} MiB end", os.getloadavg()))
 
     def main(self):
         WORK.mkdir(parents=True, exist_ok=True)
@@ -609,7 +616,7 @@ class Bench:
         if not KEEP_WORK:
             for size in SIZES:
                 remove(WORK / f"db-{size}")
-        remove(WORK / "s3data", WORK / "out", WORK / "tmp", WORK / "restic-cache")
+        remove(WORK / "s3data", WORK / "out", WORK / "tmp", WORK / "restic-cache", WORK / "identity.txt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -834,6 +841,9 @@ class Report:
             "",
         ]
         lines += [f"- {k}: {v}" for k, v in machine_facts().items()]
+        if b.loads:
+            lines.append("- load average (1/5/15 min; anything above 0 besides the benchmark is other work sharing "
+                         "the cores): " + "; ".join(f"{m} {l[0]:.2f}/{l[1]:.2f}/{l[2]:.2f}" for m, l in b.loads))
         lines += ["", "## Versions", ""]
         lines += [f"- {k}: {v}" for k, v in tool_versions().items()]
         lines += [
