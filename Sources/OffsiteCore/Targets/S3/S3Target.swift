@@ -124,7 +124,7 @@ public final class S3Target: Target {
     public func download(key: String, into sink: any ByteSink) throws {
         // A retry after some bytes resumes with a Range request, pinned to the same object
         // version by its ETag; a server that ignores Range has the bytes already seen skipped.
-        let resuming = ResumingSink(sink, target: name, key: key)
+        let resuming = ResumingDownload(sink, target: name, key: key)
         let response = try client.send(S3Call(method: "GET", key: objectKey(key)), operation: "download \(key)", accepting: [404],
                                        streamingInto: resuming, onHead: resuming.receiveHead) { attempt in
             attempt.headers = []
@@ -201,61 +201,5 @@ public final class S3Target: Target {
     func createBucket() throws {
         _ = try client.send(S3Call(method: "PUT", key: nil), operation: "create bucket \(bucket)", accepting: [409])
     }
-}
-
-/// Passes a download through to the real sink, counting what was delivered so a retry can resume
-/// where a broken attempt stopped.
-private final class ResumingSink: ByteSink {
-    let sink: any ByteSink
-    /// Bytes handed to the real sink so far.
-    private(set) var delivered: Int64 = 0
-    /// The object's ETag from the first answer.
-    private(set) var etag: String?
-    /// Bytes of the current answer still to drop (a full answer to a resumed request).
-    private var skipping: Int64 = 0
-
-    let target: String
-    let key: String
-
-    init(_ sink: any ByteSink, target: String, key: String) {
-        self.sink = sink
-        self.target = target
-        self.key = key
-    }
-
-    /// Works out how many bytes of this answer were delivered before: the start of its
-    /// Content-Range (rclone answers a range with 200 and a Content-Range), else the whole
-    /// object came again.
-    func receiveHead(status: Int, headers: [(name: String, value: String)]) {
-        guard (200..<300).contains(status) else { return }
-        if etag == nil { etag = headers.first { $0.name == "etag" }?.value }
-        let range = headers.first { $0.name == "content-range" }?.value
-        let start = range.flatMap(Self.rangeStart) ?? 0
-        skipping = delivered - start
-    }
-
-    /// The first byte of `bytes START-END/TOTAL`.
-    static func rangeStart(_ contentRange: String) -> Int64? {
-        guard contentRange.hasPrefix("bytes ") else { return nil }
-        return Int64(contentRange.dropFirst(6).prefix { $0.isNumber })
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard skipping >= 0 else {
-            throw TargetError.failed(target: target, operation: "download \(key)",
-                                     detail: "the store answered a resumed download with a later range", hint: nil, isPermanent: true)
-        }
-        var bytes = bytes
-        if skipping > 0 {
-            let dropped = Int(min(skipping, Int64(bytes.count)))
-            skipping -= Int64(dropped)
-            bytes = UnsafeRawBufferPointer(rebasing: bytes[dropped...])
-            if bytes.isEmpty { return }
-        }
-        try sink.write(bytes)
-        delivered += Int64(bytes.count)
-    }
-
-    func finish() throws {}
 }
 
