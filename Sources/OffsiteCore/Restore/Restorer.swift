@@ -61,11 +61,15 @@ func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) thro
     let temporary = "\(folder)/.\(job.database).restore-\(UInt32.random(in: 0...UInt32.max)).tmp"
     do {
         let file = try FileSink(creating: temporary)
-        let decoder = try makeRestoreDecoder(format: backup.format, keys: job.keys, into: file)
+        // Download, decryption, decompression and writing each run on their own thread, joined by
+        // bounded queues: constant memory, and the slowest stage sets the pace.
+        let stages = try makeRestorePipeline(format: backup.format, keys: job.keys, into: file)
         do {
-            try job.target.download(key: backup.key, into: decoder)
-            try decoder.finish()
+            try job.target.download(key: backup.key, into: stages.head)
+            try stages.head.finish()
         } catch {
+            // Stop every stage before the file goes: no thread may still be writing to it.
+            for stage in stages.handOffs { stage.abandon() }
             file.discard()
             throw error
         }
@@ -74,6 +78,29 @@ func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) thro
     } catch {
         removeDatabaseFiles(temporary)
         throw error
+    }
+}
+
+/// The restore stages as a chain of threads: what is written to `head` is decrypted (for the
+/// encrypted format) on one thread, decompressed on another and written to `sink` on a third.
+/// `handOffs` are the queues between them, from the head down, for abandoning on failure.
+func makeRestorePipeline(format: PayloadFormat, keys: DecryptionKeys, into sink: any ByteSink)
+    throws -> (head: any ByteSink, handOffs: [ThreadedSink]) {
+    let toFile = ThreadedSink(next: sink, name: "offsite-restore-write")
+    let toDecompressor = ThreadedSink(next: try GzipDecompressor(next: toFile), name: "offsite-restore-gunzip")
+    switch format {
+    case .plain:
+        return (toDecompressor, [toDecompressor, toFile])
+    case .encrypted:
+        let decryptor: AgeDecryptor
+        if let passphrase = keys.passphrase, keys.identities.isEmpty {
+            decryptor = try AgeDecryptor(passphrase: passphrase, next: toDecompressor)
+        } else {
+            guard !keys.identities.isEmpty else { throw RestoreError.noKey }
+            decryptor = try AgeDecryptor(identities: keys.identities, next: toDecompressor)
+        }
+        let toDecryptor = ThreadedSink(next: decryptor, name: "offsite-restore-decrypt")
+        return (toDecryptor, [toDecryptor, toDecompressor, toFile])
     }
 }
 
