@@ -118,8 +118,12 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
     let key = RemoteBackup.key(database: job.database.name, id: id, format: job.encryption.format)
     var uploads: [UploadResult] = job.targets.map { UploadResult(target: $0.name, key: key) }
     var started: [(index: Int, upload: any TargetUpload)] = []
+    // The object is about the compressed size; the snapshot's size (plus gzip's and age's worst
+    // case of a few per mille on incompressible data) bounds it, so S3 can pick small parts.
+    let copySize = (try? fileSize(at: copy.temporaryPath)) ?? 0
+    let expectedSize: Int64? = copySize > 0 ? copySize + copySize / 100 + (1 << 20) : nil
     for (index, target) in job.targets.enumerated() {
-        do { started.append((index, try target.makeUpload(key: key))) } catch { uploads[index].error = error }
+        do { started.append((index, try target.makeUpload(key: key, expectedSize: expectedSize))) } catch { uploads[index].error = error }
     }
     var streamError: Error?
     var fanOut: FanOutSink?
