@@ -177,6 +177,8 @@ import Testing
     @Test func partSizeIsAtLeastFiveMiBAndGrowsToCoverLargeObjects() {
         #expect(S3PartSizing.partSize(configured: nil, expectedSize: nil) == 16 << 20)
         #expect(S3PartSizing.partSize(configured: 1 << 20, expectedSize: nil) == 5 << 20)
+        #expect(S3PartSizing.partSize(configured: nil, expectedSize: 200 << 20) == 5 << 20, "known size: the smallest parts")
+        #expect(S3PartSizing.partSize(configured: nil, expectedSize: 48 << 30) == 5 << 20)
         #expect(S3PartSizing.partSize(configured: 8 << 20, expectedSize: 1 << 30) == 8 << 20)
         let large: Int64 = 200 << 30
         let grown = S3PartSizing.partSize(configured: nil, expectedSize: large)

@@ -91,6 +91,12 @@ public struct BackupReport {
 /// Takes one backup: a consistent snapshot checked by `job.check`, kept in the local rotation,
 /// compressed and encrypted once, and streamed to every target at the same time. A failing target
 /// does not stop the others; its error is in the report. Throws when the snapshot itself fails.
+///
+/// The stages overlap: right after the copy, its integrity check starts on a thread of its own
+/// while the copy is compressed on every core (`ParallelGzipCompressor`) and encrypted and
+/// uploaded on another thread (`ThreadedSink`). Nothing becomes visible before the check has
+/// passed: only then does the snapshot get its final name in the local rotation and are the
+/// uploads committed; when it fails, every upload is aborted and the copy removed.
 public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> BackupReport {
     let keepsLocal = job.localFolder != nil
     let folder: String
@@ -105,27 +111,43 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
     defer { if !keepsLocal { try? FileManager.default.removeItem(atPath: folder) } }
 
     let id = chooseBackupID(job: job, folder: folder, now: now)
-    let snapshotPath = "\(folder)/\(id).sqlite3"
-    let snapshot = try takeSnapshot(of: job.database.path, to: snapshotPath, check: job.check)
+    let snapshotter = Snapshotter()
+    let copy = try snapshotter.copy(of: job.database.path, to: "\(folder)/\(id).sqlite3")
+    let check = BackgroundCheck(snapshotter: snapshotter, copy: copy, check: job.check)
 
     let key = RemoteBackup.key(database: job.database.name, id: id, format: job.encryption.format)
     var uploads: [UploadResult] = job.targets.map { UploadResult(target: $0.name, key: key) }
     var started: [(index: Int, upload: any TargetUpload)] = []
+    // The object is about the compressed size; the snapshot's size (plus gzip's and age's worst
+    // case of a few per mille on incompressible data) bounds it, so S3 can pick small parts.
+    let copySize = (try? fileSize(at: copy.temporaryPath)) ?? 0
+    let expectedSize: Int64? = copySize > 0 ? copySize + copySize / 100 + (1 << 20) : nil
     for (index, target) in job.targets.enumerated() {
-        do { started.append((index, try target.makeUpload(key: key))) } catch { uploads[index].error = error }
+        do { started.append((index, try target.makeUpload(key: key, expectedSize: expectedSize))) } catch { uploads[index].error = error }
     }
+    var streamError: Error?
+    var fanOut: FanOutSink?
+    var counter: CountingSink?
     if !started.isEmpty {
-        let fanOut = FanOutSink(started.map(\.upload))
-        let counter = CountingSink(next: fanOut)
-        var streamError: Error?
-        do {
-            var encoder = try makeBackupEncoder(level: job.compressionLevel, encryption: job.encryption, into: counter)
-            if let cancellation = job.cancellation { encoder = CancellableSink(next: encoder, cancellation: cancellation) }
-            _ = try readFile(at: snapshotPath, into: encoder)
-            try encoder.finish()
-        } catch {
-            streamError = error
-        }
+        let fan = FanOutSink(started.map(\.upload))
+        let count = CountingSink(next: fan)
+        fanOut = fan
+        counter = count
+        streamError = streamSnapshot(at: copy.temporaryPath, job: job, into: count)
+    }
+
+    // Nothing is visible yet; the check decides whether anything ever will be.
+    let snapshot: SnapshotInfo
+    do {
+        let checked = try check.result()
+        snapshot = try snapshotter.install(copy, checked: checked)
+    } catch {
+        for entry in started { entry.upload.abort() }
+        snapshotter.discard(copy)
+        throw error
+    }
+
+    if let fanOut, let counter {
         for (position, entry) in started.enumerated() {
             if let failure = fanOut.failures[position] ?? streamError {
                 entry.upload.abort()
@@ -146,7 +168,59 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
     if keepsLocal {
         pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep, now: now())
     }
-    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshotPath : nil, uploads: uploads, prunedLocal: pruned)
+    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads, prunedLocal: pruned)
+}
+
+/// Streams the file at `path` through compression (every core) and, on a thread of its own,
+/// encryption into `sink`; returns the error that stopped it, if any. When it returns, no thread
+/// touches `sink` any more.
+private func streamSnapshot(at path: String, job: BackupJob, into sink: any ByteSink) -> Error? {
+    let encrypted: any ByteSink
+    do {
+        encrypted = try makeEncryptor(encryption: job.encryption, into: sink)
+    } catch {
+        return error
+    }
+    // Encryption and upload never hold up compression, up to the queue's capacity.
+    let handOff = ThreadedSink(next: encrypted, name: "offsite-encrypt-upload")
+    do {
+        var encoder: any ByteSink = try ParallelGzipCompressor(level: job.compressionLevel, next: handOff)
+        if let cancellation = job.cancellation { encoder = CancellableSink(next: encoder, cancellation: cancellation) }
+        _ = try readFile(at: path, into: encoder)
+        try encoder.finish()
+        return nil
+    } catch {
+        handOff.abandon()
+        return error
+    }
+}
+
+/// The integrity check of a snapshot copy, run on its own thread from the moment it is created.
+private final class BackgroundCheck: @unchecked Sendable {
+    // @unchecked: `outcome` is written once by the check's thread and read after it, both under `condition`.
+    private let condition = NSCondition()
+    private var outcome: Result<SnapshotCheckResult, any Error>?
+
+    init(snapshotter: Snapshotter, copy: SnapshotCopy, check: IntegrityCheck) {
+        let thread = Thread { [self] in
+            let result = Result { try snapshotter.check(copy, using: check) }
+            condition.lock()
+            outcome = result
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.name = "offsite-check"
+        thread.start()
+    }
+
+    /// Waits for the check to end; returns what it found out or throws why the copy is unusable.
+    func result() throws -> SnapshotCheckResult {
+        condition.lock()
+        while outcome == nil { condition.wait() }
+        let result = outcome!
+        condition.unlock()
+        return try result.get()
+    }
 }
 
 /// An id for a backup taken now that sorts after every backup of the database in the local

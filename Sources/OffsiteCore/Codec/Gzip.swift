@@ -44,12 +44,12 @@ public enum GzipError: UserFacingError, Equatable {
 }
 
 /// Window bits for deflate/inflate: a 32 KiB window (15) with a gzip header and trailer (+16).
-private let gzipWindowBits: Int32 = 15 + 16
+let gzipWindowBits: Int32 = 15 + 16
 /// Bytes handed to zlib per call: `avail_in` is a 32-bit count.
 private let maximumChunk = 1 << 30
 
 /// A `z_stream` on the heap (zlib keeps its address between calls), ended on deinit.
-private final class ZStream {
+final class ZStream {
     enum Direction { case deflate, inflate }
 
     let pointer: UnsafeMutablePointer<z_stream>
@@ -69,7 +69,7 @@ private final class ZStream {
         }
         guard rc == Z_OK else {
             throw GzipError.zlibFailure(operation: direction == .deflate ? "deflateInit2" : "inflateInit2",
-                                        code: rc, detail: describe(rc))
+                                        code: rc, detail: describeZlibCode(rc))
         }
         isInitialized = true
     }
@@ -88,12 +88,12 @@ private final class ZStream {
     /// zlib's message for the last error, or a description of `rc`.
     func detail(for rc: Int32) -> String {
         if let message = pointer.pointee.msg { return String(cString: message) }
-        return describe(rc)
+        return describeZlibCode(rc)
     }
 }
 
 /// zlib's generic description of a return code.
-private func describe(_ rc: Int32) -> String {
+func describeZlibCode(_ rc: Int32) -> String {
     guard let text = zError(rc) else { return "code \(rc)" }
     return String(cString: text)
 }
@@ -277,7 +277,7 @@ public final class GzipDecompressor: ByteSink {
                 completedMembers += 1
                 let resetCode = inflateReset(z)
                 guard resetCode == Z_OK else {
-                    throw GzipError.zlibFailure(operation: "inflateReset", code: resetCode, detail: describe(resetCode))
+                    throw GzipError.zlibFailure(operation: "inflateReset", code: resetCode, detail: describeZlibCode(resetCode))
                 }
                 state = .betweenMembers(magicBytesSeen: 0)
                 continue

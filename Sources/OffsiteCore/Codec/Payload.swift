@@ -35,15 +35,20 @@ public struct DecryptionKeys: Sendable {
 }
 
 /// Builds the write side of a backup: bytes written to the result are gzip-compressed at `level`,
-/// encrypted as `encryption` says, and passed to `sink`.
+/// encrypted as `encryption` says, and passed to `sink`. Single-threaded; `runBackup` spreads the
+/// same stages over threads.
 public func makeBackupEncoder(level: Int, encryption: PayloadEncryption, into sink: any ByteSink) throws -> any ByteSink {
-    let encrypted: any ByteSink
+    try GzipCompressor(level: level, next: try makeEncryptor(encryption: encryption, into: sink))
+}
+
+/// The encryption stage alone: bytes written to the result are encrypted as `encryption` says
+/// (or passed through for `.none`) and written to `sink`.
+public func makeEncryptor(encryption: PayloadEncryption, into sink: any ByteSink) throws -> any ByteSink {
     switch encryption {
-    case let .recipients(recipients): encrypted = try AgeEncryptor(recipients: recipients, next: sink)
-    case let .passphrase(passphrase, workFactor): encrypted = try AgeEncryptor(passphrase: passphrase, workFactor: workFactor, next: sink)
-    case .none: encrypted = sink
+    case let .recipients(recipients): return try AgeEncryptor(recipients: recipients, next: sink)
+    case let .passphrase(passphrase, workFactor): return try AgeEncryptor(passphrase: passphrase, workFactor: workFactor, next: sink)
+    case .none: return sink
     }
-    return try GzipCompressor(level: level, next: encrypted)
 }
 
 /// Builds the read side: bytes of a stored object written to the result are decrypted (for the
@@ -54,12 +59,17 @@ public func makeRestoreDecoder(format: PayloadFormat, keys: DecryptionKeys, into
     case .plain:
         return decompressor
     case .encrypted:
-        if let passphrase = keys.passphrase, keys.identities.isEmpty {
-            return try AgeDecryptor(passphrase: passphrase, next: decompressor)
-        }
-        guard !keys.identities.isEmpty else { throw RestoreError.noKey }
-        return try AgeDecryptor(identities: keys.identities, next: decompressor)
+        return try makeAgeDecryptor(keys: keys, next: decompressor)
     }
+}
+
+/// An age decryptor for `keys`: the identities, or the passphrase when there are none.
+func makeAgeDecryptor(keys: DecryptionKeys, next: any ByteSink) throws -> AgeDecryptor {
+    if let passphrase = keys.passphrase, keys.identities.isEmpty {
+        return try AgeDecryptor(passphrase: passphrase, next: next)
+    }
+    guard !keys.identities.isEmpty else { throw RestoreError.noKey }
+    return try AgeDecryptor(identities: keys.identities, next: next)
 }
 
 /// Passes every write to several sinks; a sink that fails is dropped and its error kept, so one

@@ -69,16 +69,21 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
     let temporary = "\(folder)/.\(backup.database).restore-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
     do {
         let file = try FileSink(creating: temporary)
+        // Download, decryption, decompression and writing each run on their own thread, joined by
+        // bounded queues: constant memory, and the slowest stage sets the pace.
+        let stages = try makeRestorePipeline(format: backup.format, keys: keys, into: file)
         do {
-            var sink = try makeRestoreDecoder(format: backup.format, keys: keys, into: file)
+            var head = stages.head
             if let progress {
                 progress.total = backup.size
-                sink = ProgressSink(next: sink, meter: progress)
+                head = ProgressSink(next: head, meter: progress)
             }
             defer { progress?.end() }
-            try target.download(key: backup.key, into: sink)
-            try sink.finish()
+            try target.download(key: backup.key, into: head)
+            try head.finish()
         } catch {
+            // Stop every stage before the file goes: no thread may still be writing to it.
+            for stage in stages.handOffs { stage.abandon() }
             file.discard()
             throw error
         }
@@ -87,6 +92,22 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
     } catch {
         removeDatabaseFiles(temporary)
         throw error
+    }
+}
+
+/// The restore stages as a chain of threads: what is written to `head` is decrypted (for the
+/// encrypted format) on one thread, decompressed on another and written to `sink` on a third.
+/// `handOffs` are the queues between them, from the head down, for abandoning on failure.
+func makeRestorePipeline(format: PayloadFormat, keys: DecryptionKeys, into sink: any ByteSink)
+    throws -> (head: any ByteSink, handOffs: [ThreadedSink]) {
+    let toFile = ThreadedSink(next: sink, name: "offsite-restore-write")
+    let toDecompressor = ThreadedSink(next: try GzipDecompressor(next: toFile), name: "offsite-restore-gunzip")
+    switch format {
+    case .plain:
+        return (toDecompressor, [toDecompressor, toFile])
+    case .encrypted:
+        let toDecryptor = ThreadedSink(next: try makeAgeDecryptor(keys: keys, next: toDecompressor), name: "offsite-restore-decrypt")
+        return (toDecryptor, [toDecryptor, toDecompressor, toFile])
     }
 }
 

@@ -164,6 +164,51 @@ public final class SQLiteDatabase {
         return pageCount
     }
 
+    /// Copies this connection's main database into `destination`'s in steps of `pagesPerStep`
+    /// pages, calling `betweenSteps(copied, total)` after each step that did not finish the copy.
+    ///
+    /// Call it inside a read transaction held open on this connection (`BEGIN` and a read): the
+    /// backup then reads that one snapshot throughout, so other connections' commits neither
+    /// restart it nor change what it copies (WAL mode). Without one, each step opens its own
+    /// read transaction and a commit elsewhere restarts the copy. Returns the number of pages and
+    /// how often the copy went backwards (a restart), which is zero when used as intended.
+    public func copyDatabase(into destination: SQLiteDatabase, pagesPerStep: Int,
+                             betweenSteps: (_ copied: Int, _ total: Int) throws -> Void) throws -> (pageCount: Int, restarts: Int) {
+        guard let backup = sqlite3_backup_init(destination.handle, "main", handle, "main") else {
+            throw SQLiteError(code: sqlite3_extended_errcode(destination.handle), operation: "backup",
+                              path: destination.path, detail: String(cString: sqlite3_errmsg(destination.handle)))
+        }
+        var restarts = 0
+        var copiedBefore = 0
+        var stepCode = SQLITE_OK
+        var failure: Error?
+        while true {
+            stepCode = sqlite3_backup_step(backup, Int32(clamping: max(pagesPerStep, 1)))
+            guard stepCode == SQLITE_OK else { break }
+            let total = Int(sqlite3_backup_pagecount(backup))
+            let copied = total - Int(sqlite3_backup_remaining(backup))
+            if copied < copiedBefore { restarts += 1 }
+            copiedBefore = copied
+            do { try betweenSteps(copied, total) } catch {
+                failure = error
+                break
+            }
+        }
+        let pageCount = Int(sqlite3_backup_pagecount(backup))
+        let finishCode = sqlite3_backup_finish(backup)
+        if let failure { throw failure }
+        if stepCode != SQLITE_DONE {
+            let detail = finishCode == SQLITE_OK ? String(cString: sqlite3_errstr(stepCode))
+                : String(cString: sqlite3_errmsg(destination.handle))
+            throw SQLiteError(code: stepCode, operation: "backup", path: path, detail: detail)
+        }
+        try destination.check(finishCode, "backup")
+        return (pageCount, restarts)
+    }
+
+    /// Whether this connection has a transaction open (`BEGIN` … not yet committed).
+    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// The version of the linked SQLite library.
     public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
 }

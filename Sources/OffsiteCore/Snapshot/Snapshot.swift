@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How thoroughly a snapshot is checked before it is accepted.
 public enum IntegrityCheck: String, Sendable, Equatable, CaseIterable {
@@ -82,18 +85,64 @@ public enum SnapshotError: UserFacingError, Equatable {
     }
 }
 
+/// A snapshot copied into a temporary file beside its final path: not yet checked, not yet in
+/// place. `Snapshotter.check(_:using:)` checks it (it may run while the copy is being read, for
+/// example compressed), `install(_:checked:)` makes it durable under its final path, and
+/// `discard(_:)` removes it.
+public struct SnapshotCopy: Sendable, Equatable {
+    /// The live database it was copied from.
+    public var sourcePath: String
+    /// The temporary file holding the copy.
+    public var temporaryPath: String
+    /// Where `install` puts it.
+    public var finalPath: String
+    /// The number of pages copied.
+    public var pageCount: Int
+    /// When the read transaction the copy was taken in began.
+    public var readStartedAt: Date
+    /// How long the copy (and so the read transaction on the source) took.
+    public var copyDuration: Duration
+    /// How many steps the copy took (1 for a single-step copy).
+    public var stepCount: Int
+    /// How often the copy had to start over because the source changed under it (0 as designed).
+    public var restartCount: Int
+}
+
+/// What the integrity check of a copy found out, when it passed.
+public struct SnapshotCheckResult: Sendable, Equatable {
+    /// The database page size in bytes.
+    public var pageSize: Int
+    /// How long the check took.
+    public var duration: Duration
+}
+
 /// Takes consistent online snapshots of SQLite databases into local files.
 ///
-/// The copy is one `sqlite3_backup_step(-1)`, so it happens inside one read transaction on the
-/// source: in WAL mode writers carry on meanwhile; in rollback-journal mode a writer's commit
-/// waits (on its busy timeout) until the copy ends, because the copy holds a SHARED lock.
+/// In WAL mode the copy runs inside one read transaction held open on the source connection, in
+/// steps of `stepBytes`: writers carry on meanwhile (they never wait for a WAL reader, and their
+/// commits cannot restart the copy because it keeps reading the snapshot its transaction began
+/// with), and after every step the copied bytes are flushed to disk (`fdatasync`), so the copy
+/// never builds up a burst of dirty pages that the application's own `fsync` would have to wait
+/// behind. In rollback-journal mode the copy is one `sqlite3_backup_step(-1)`: it holds a SHARED
+/// lock that makes a writer's commit wait (on its busy timeout), so pacing would only lengthen that.
 public struct Snapshotter: Sendable {
     /// How long to keep retrying while other connections hold the source locked.
     public var busyRetryLimit: Duration
+    /// Bytes copied (and then flushed to disk) per step in WAL mode; 0 copies in one step.
+    public var stepBytes: Int
 
-    /// Creates a snapshotter that retries a locked source for up to `busyRetryLimit`.
-    public init(busyRetryLimit: Duration = .seconds(5)) {
+    /// Called after every step of a paced copy with the pages copied and the total; for tests
+    /// that slow the copy down to let a writer commit in the middle of it.
+    var afterStep: (@Sendable (_ copied: Int, _ total: Int) -> Void)?
+
+    /// The default step: 8 MiB.
+    public static let defaultStepBytes = 8 << 20
+
+    /// Creates a snapshotter that retries a locked source for up to `busyRetryLimit` and copies
+    /// WAL databases in flushed steps of `stepBytes`.
+    public init(busyRetryLimit: Duration = .seconds(5), stepBytes: Int = Snapshotter.defaultStepBytes) {
         self.busyRetryLimit = busyRetryLimit
+        self.stepBytes = stepBytes
     }
 
     /// Copies the database at `databasePath` to `finalPath` (replacing any file there), checks the
@@ -101,25 +150,74 @@ public struct Snapshotter: Sendable {
     /// On failure nothing is left behind and `finalPath` is untouched.
     public func takeSnapshot(of databasePath: String, to finalPath: String,
                              check: IntegrityCheck = .quick) throws -> SnapshotInfo {
+        let copy = try self.copy(of: databasePath, to: finalPath)
+        do {
+            let checked = try self.check(copy, using: check)
+            return try install(copy, checked: checked)
+        } catch {
+            discard(copy)
+            throw error
+        }
+    }
+
+    /// Copies the database at `databasePath` into a new temporary file next to `finalPath`
+    /// (mode 0600), without checking it. On failure nothing is left behind.
+    public func copy(of databasePath: String, to finalPath: String) throws -> SnapshotCopy {
         try verifyIsSQLite(databasePath)
         if isSameFile(databasePath, finalPath) { throw SnapshotError.destinationIsSource(path: databasePath) }
         let temporaryPath = makeTemporaryPath(nextTo: finalPath)
         // Created here, exclusively and 0600; SQLite gives its journal files the same mode.
         try FileSink(creating: temporaryPath, mode: 0o600, bufferSize: 1).finish()
         do {
-            let copy = try copyDatabase(from: databasePath, to: temporaryPath)
-            let verification = try verifyCopy(at: temporaryPath, source: databasePath, check: check)
-            try fsyncFile(temporaryPath)
-            try durableRename(from: temporaryPath, to: finalPath)
-            return SnapshotInfo(path: finalPath, byteCount: try fileSize(at: finalPath),
-                                pageSize: verification.pageSize, pageCount: copy.pageCount,
-                                readStartedAt: copy.startedAt, copyDuration: copy.duration,
-                                checkDuration: verification.duration)
+            let copied = try copyDatabase(from: databasePath, to: temporaryPath)
+            return SnapshotCopy(sourcePath: databasePath, temporaryPath: temporaryPath, finalPath: finalPath,
+                                pageCount: copied.pageCount, readStartedAt: copied.startedAt,
+                                copyDuration: copied.duration, stepCount: copied.steps, restartCount: copied.restarts)
         } catch {
-            for suffix in ["", "-journal", "-wal", "-shm"] {
-                removeFileIfPresent(temporaryPath + suffix)
-            }
+            removeCopyFiles(temporaryPath)
             throw error
+        }
+    }
+
+    /// Runs `check` on the copy with its own read-only connection, which changes nothing in the
+    /// file, so it can run on another thread while the copy is being read. Throws
+    /// `SnapshotError.integrityCheckFailed` when the check reports a problem.
+    public func check(_ copy: SnapshotCopy, using check: IntegrityCheck) throws -> SnapshotCheckResult {
+        let clock = ContinuousClock()
+        let start = clock.now
+        // immutable=1: no locks, no -wal or -shm created; nothing else writes the copy.
+        let database = try SQLiteDatabase(path: "file:\(uriEscaped(copy.temporaryPath))?immutable=1", mode: .readOnly)
+        let report = try database.column(check.pragma)
+        guard report == ["ok"] else {
+            throw SnapshotError.integrityCheckFailed(path: copy.sourcePath, check: check, report: Array(report.prefix(5)))
+        }
+        let pageSize = Int(try database.scalarInt("PRAGMA page_size") ?? 0)
+        if pathExists(copy.temporaryPath + "-wal"), try fileSize(at: copy.temporaryPath + "-wal") > 0 {
+            throw SnapshotError.incompleteCopy(path: copy.sourcePath)
+        }
+        return SnapshotCheckResult(pageSize: pageSize, duration: clock.now - start)
+    }
+
+    /// Makes a checked copy durable under its final path (fsync, rename, fsync the folder).
+    public func install(_ copy: SnapshotCopy, checked: SnapshotCheckResult) throws -> SnapshotInfo {
+        removeFileIfPresent(copy.temporaryPath + "-wal")
+        removeFileIfPresent(copy.temporaryPath + "-shm")
+        try fsyncFile(copy.temporaryPath)
+        try durableRename(from: copy.temporaryPath, to: copy.finalPath)
+        return SnapshotInfo(path: copy.finalPath, byteCount: try fileSize(at: copy.finalPath),
+                            pageSize: checked.pageSize, pageCount: copy.pageCount,
+                            readStartedAt: copy.readStartedAt, copyDuration: copy.copyDuration,
+                            checkDuration: checked.duration)
+    }
+
+    /// Removes a copy that will not be installed (and any companion files); never throws.
+    public func discard(_ copy: SnapshotCopy) {
+        removeCopyFiles(copy.temporaryPath)
+    }
+
+    private func removeCopyFiles(_ temporaryPath: String) {
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            removeFileIfPresent(temporaryPath + suffix)
         }
     }
 
@@ -137,18 +235,14 @@ public struct Snapshotter: Sendable {
         if info.st_size == 0 { throw SnapshotError.notSQLite(path: path, isEmpty: true) }
     }
 
-    /// Copies the source into the (empty) file at `destinationPath` in one backup step,
-    /// retrying with a bounded backoff while the source is locked.
+    /// Copies the source into the (empty) file at `destinationPath`, retrying with a bounded
+    /// backoff while the source is locked.
     private func copyDatabase(from sourcePath: String, to destinationPath: String)
-        throws -> (pageCount: Int, startedAt: Date, duration: Duration) {
+        throws -> (pageCount: Int, startedAt: Date, duration: Duration, steps: Int, restarts: Int) {
         // Read/write without creating: in WAL mode a reader must be able to create the -shm.
         // SQLite falls back to read-only by itself when the file is write-protected.
         let source = try SQLiteDatabase(path: sourcePath, mode: .readWrite, busyTimeout: .milliseconds(50))
         try source.execute("PRAGMA query_only = ON")
-        let destination = try SQLiteDatabase(path: destinationPath, mode: .readWrite, busyTimeout: .zero)
-        // The temporary file is thrown away on any failure: no journal, no syncs until the end.
-        try destination.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
-
         let clock = ContinuousClock()
         let deadline = clock.now + busyRetryLimit
         var delay = Duration.milliseconds(5)
@@ -156,11 +250,21 @@ public struct Snapshotter: Sendable {
             let startedAt = Date()
             let attemptStart = clock.now
             do {
+                let isWAL = try source.scalarText("PRAGMA journal_mode") == "wal"
+                // A fresh destination connection per attempt: a failed backup rolls it back.
+                let destination = try SQLiteDatabase(path: destinationPath, mode: .readWrite, busyTimeout: .zero)
+                // The temporary file is thrown away on any failure: no journal, no syncs by SQLite.
+                try destination.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
+                if isWAL && stepBytes > 0 {
+                    let result = try pacedCopy(from: source, to: destination)
+                    return (result.pageCount, startedAt, clock.now - attemptStart, result.steps, result.restarts)
+                }
                 let pageCount = try source.copyWholeDatabase(into: destination)
-                return (pageCount, startedAt, clock.now - attemptStart)
+                return (pageCount, startedAt, clock.now - attemptStart, 1, 0)
             } catch let error as SQLiteError where error.code & 0xff == 26 {  // SQLITE_NOTADB
                 throw SnapshotError.notSQLite(path: sourcePath, isEmpty: false)
             } catch let error as SQLiteError where error.isBusy {
+                if source.isInTransaction { try? source.execute("ROLLBACK") }
                 if clock.now + delay > deadline {
                     throw SnapshotError.busy(path: sourcePath, waited: busyRetryLimit)
                 }
@@ -170,33 +274,53 @@ public struct Snapshotter: Sendable {
         }
     }
 
-    /// Runs the integrity check on the copy with a fresh connection, and makes sure the file
-    /// alone holds the whole database (a WAL-mode copy is checkpointed, its -wal/-shm removed).
-    private func verifyCopy(at path: String, source: String, check: IntegrityCheck)
-        throws -> (pageSize: Int, duration: Duration) {
-        let clock = ContinuousClock()
-        let start = clock.now
-        let pageSize: Int
-        do {
-            let database = try SQLiteDatabase(path: path, mode: .readWrite)
-            let report = try database.column(check.pragma)
-            guard report == ["ok"] else {
-                throw SnapshotError.integrityCheckFailed(path: source, check: check, report: Array(report.prefix(5)))
-            }
-            pageSize = Int(try database.scalarInt("PRAGMA page_size") ?? 0)
-            if try database.scalarText("PRAGMA journal_mode") == "wal" {
-                try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            }
+    /// The WAL-mode copy: one read transaction on `source` for the whole copy, steps of
+    /// `stepBytes`, the destination flushed to disk after each step.
+    private func pacedCopy(from source: SQLiteDatabase, to destination: SQLiteDatabase)
+        throws -> (pageCount: Int, steps: Int, restarts: Int) {
+        try source.execute("BEGIN")
+        defer { if source.isInTransaction { try? source.execute("COMMIT") } }
+        // The first read starts the read transaction: from here on the source is one snapshot.
+        _ = try source.scalarInt("SELECT count(*) FROM sqlite_schema")
+        let pageSize = max(Int(try source.scalarInt("PRAGMA page_size") ?? 4096), 512)
+        let flusher = try DataFlusher(path: destination.path)
+        var steps = 1
+        let result = try source.copyDatabase(into: destination, pagesPerStep: max(stepBytes / pageSize, 1)) { copied, total in
+            steps += 1
+            try flusher.flush()
+            afterStep?(copied, total)
         }
-        let duration = clock.now - start
-        // The last connection closing removes the -wal and -shm; make sure nothing is left.
-        if pathExists(path + "-wal") {
-            guard try fileSize(at: path + "-wal") == 0 else { throw SnapshotError.incompleteCopy(path: source) }
-            removeFileIfPresent(path + "-wal")
-        }
-        removeFileIfPresent(path + "-shm")
-        return (pageSize, duration)
+        try source.execute("COMMIT")
+        return (result.pageCount, steps, result.restarts)
     }
+}
+
+/// Flushes what others (SQLite) wrote to a file, through a descriptor of its own.
+private final class DataFlusher {
+    private let descriptor: Int32
+    private let path: String
+
+    init(path: String) throws {
+        self.path = path
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileIOError(operation: "open", path: path, code: errno) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Writes the file's dirty pages to disk and waits for them.
+    func flush() throws {
+        while fdatasync(descriptor) != 0 {
+            if errno == EINTR { continue }
+            throw FileIOError(operation: "fdatasync", path: path, code: errno)
+        }
+    }
+}
+
+/// `path` with the characters a SQLite URI gives meaning to (`%`, `?`, `#`) percent-encoded.
+private func uriEscaped(_ path: String) -> String {
+    path.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "?", with: "%3f")
+        .replacingOccurrences(of: "#", with: "%23")
 }
 
 /// Takes a consistent snapshot of `databasePath` into `finalPath` with the default retry limit.

@@ -41,12 +41,22 @@ public protocol Target: AnyObject, Sendable {
     var location: String { get }
     /// Starts an upload to `key`.
     func makeUpload(key: String) throws -> any TargetUpload
+    /// Starts an upload to `key` of about `expectedSize` bytes (nil: unknown), for targets that
+    /// size their buffers by it (S3 parts); the default ignores the size.
+    func makeUpload(key: String, expectedSize: Int64?) throws -> any TargetUpload
     /// Every object whose key starts with `prefix` (empty: all).
     func list(prefix: String) throws -> [RemoteObject]
     /// Streams the object at `key` into `sink` without finishing the sink.
     func download(key: String, into sink: any ByteSink) throws
     /// Deletes the object at `key`; succeeds when it is already gone.
     func delete(key: String) throws
+}
+
+extension Target {
+    /// Starts an upload to `key`, ignoring the size (see the requirement).
+    public func makeUpload(key: String, expectedSize: Int64?) throws -> any TargetUpload {
+        try makeUpload(key: key)
+    }
 }
 
 /// Errors every target maps its own failures onto.

@@ -1,11 +1,13 @@
 import Foundation
 
-/// How big multipart parts are: equal-sized, 16 MiB by default, never below S3's 5 MiB minimum,
-/// and grown so that 10,000 parts (S3's maximum) cover the expected object.
+/// How big multipart parts are: equal-sized, never below S3's 5 MiB minimum, and grown so that
+/// 10,000 parts (S3's maximum) cover the expected object. Unless configured, an object of known
+/// size gets the smallest parts that cover it (5 MiB up to 48.8 GiB), which keeps the upload's
+/// memory at (concurrency + 1) × 5 MiB; an object of unknown size gets 16 MiB (156 GiB).
 public enum S3PartSizing {
     /// S3's smallest part (all parts but the last).
     public static let minimum = 5 << 20
-    /// The default part size.
+    /// The default part size when the object's size is unknown.
     public static let standard = 16 << 20
     /// S3's largest part.
     public static let maximum = 5 << 30
@@ -15,7 +17,7 @@ public enum S3PartSizing {
     /// The part size for an object of about `expectedSize` bytes (nil: unknown) with the
     /// configured size (nil: the default); grown to whole MiB when 10,000 parts would not do.
     public static func partSize(configured: Int?, expectedSize: Int64?) -> Int {
-        var size = min(max(configured ?? standard, minimum), maximum)
+        var size = min(max(configured ?? (expectedSize == nil ? standard : minimum), minimum), maximum)
         if let expectedSize, expectedSize > Int64(size) * Int64(maximumParts) {
             let needed = (expectedSize + Int64(maximumParts) - 1) / Int64(maximumParts)
             let mebibyte = Int64(1 << 20)

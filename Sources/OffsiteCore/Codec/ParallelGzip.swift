@@ -1,0 +1,296 @@
+import CZlib
+import Foundation
+
+/// Compresses on every core: the input is cut into fixed-size blocks, each block is compressed
+/// independently on a worker thread into one complete gzip member, and the members are written to
+/// `next` in input order. The result is a valid multi-member gzip file (RFC 1952 §2.2) that
+/// `gunzip` and `GzipDecompressor` read whole.
+///
+/// A fresh member per block loses the 32 KiB window at each block start and adds 18 bytes of
+/// header and trailer. On the 200 MiB CRM database at level 6 that costs 0.33% with 1 MiB blocks
+/// (0.16% with 2 MiB, 0.08% with 4 MiB), so the default is 1 MiB: well within 1% of a single
+/// stream, with little memory.
+///
+/// Memory is bounded: at most two blocks per worker are in flight (each with its input and output
+/// buffer); `write` waits when all are taken. A worker's failure is thrown by the next `write` or
+/// `finish`. The next sink is only ever called on the thread that calls `write` and `finish`.
+public final class ParallelGzipCompressor: ByteSink {
+    /// The default block size: 1 MiB (see the type's documentation for why).
+    public static let defaultBlockSize = 1 << 20
+
+    /// The compression level, 0…9.
+    public let level: Int
+    /// Bytes of input per gzip member.
+    public let blockSize: Int
+    /// The number of worker threads.
+    public let workerCount: Int
+
+    private let next: any ByteSink
+    private let shared: ParallelGzipQueue
+    private let maximumBlocks: Int
+    /// Blocks handed to workers and not yet written to `next`, in input order (writer-owned).
+    private var inFlight: [CompressionBlock] = []
+    /// Blocks ready for reuse (writer-owned).
+    private var spare: [CompressionBlock] = []
+    private var allocatedBlocks = 0
+    /// How many blocks (each an input and an output buffer) exist; at most two per worker.
+    var allocatedBlockCount: Int { allocatedBlocks }
+    /// The block being filled.
+    private var current: CompressionBlock?
+    private var nextSequence = 0
+    private var hasEnded = false
+
+    /// Creates a compressor at `level` (0 stores, 9 is smallest) writing to `next`, cutting the
+    /// input into `blockSize`-byte blocks compressed on `workerCount` threads (default: one per core).
+    public convenience init(level: Int = 6, blockSize: Int = ParallelGzipCompressor.defaultBlockSize,
+                            workerCount: Int = ProcessInfo.processInfo.activeProcessorCount, next: any ByteSink) throws {
+        try self.init(level: level, blockSize: blockSize, workerCount: workerCount, failingBlock: nil, next: next)
+    }
+
+    /// The designated initializer; `failingBlock` makes the worker compressing that block (by its
+    /// position, from 0) fail, so tests can show how a worker's error reaches the writer.
+    init(level: Int, blockSize: Int, workerCount: Int, failingBlock: Int?, next: any ByteSink) throws {
+        guard (0...9).contains(level) else { throw GzipError.invalidLevel(level) }
+        self.level = level
+        self.blockSize = max(blockSize, 1)
+        self.workerCount = max(workerCount, 1)
+        self.next = next
+        self.maximumBlocks = 2 * self.workerCount
+        shared = ParallelGzipQueue(failingBlock: failingBlock)
+        for index in 0..<self.workerCount {
+            let thread = Thread { [shared, level] in shared.runWorker(level: Int32(level)) }
+            thread.name = "offsite-gzip-\(index)"
+            thread.start()
+        }
+    }
+
+    deinit {
+        shared.stop()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !hasEnded else { throw GzipError.streamEnded }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let block = try currentBlock()
+            let take = min(blockSize - block.inputCount, bytes.count - offset)
+            (block.input + block.inputCount).copyMemory(from: base + offset, byteCount: take)
+            block.inputCount += take
+            offset += take
+            if block.inputCount == blockSize {
+                current = nil
+                try submit(block)
+            }
+        }
+    }
+
+    public func finish() throws {
+        guard !hasEnded else { throw GzipError.streamEnded }
+        // An empty input still makes one (empty) member: a gzip file has at least one.
+        if current == nil && nextSequence == 0 { _ = try currentBlock() }
+        if let block = current {
+            current = nil
+            try submit(block)
+        }
+        try ending {
+            while !inFlight.isEmpty { try writeOldest(waiting: true) }
+            hasEnded = true
+            shared.stop()
+            try next.finish()
+        }
+    }
+
+    /// The block being filled, taking a spare or a new one, or waiting for the oldest in flight.
+    private func currentBlock() throws -> CompressionBlock {
+        if let current { return current }
+        let block: CompressionBlock
+        if let reused = spare.popLast() {
+            block = reused
+        } else if allocatedBlocks < maximumBlocks {
+            block = CompressionBlock(capacity: blockSize, outputCapacity: Self.outputBound(blockSize))
+            allocatedBlocks += 1
+        } else {
+            try ending { try writeOldest(waiting: true) }
+            block = spare.popLast()!
+        }
+        block.inputCount = 0
+        current = block
+        return block
+    }
+
+    /// Hands a full (or final) block to the workers, then writes whatever is ready in order.
+    private func submit(_ block: CompressionBlock) throws {
+        block.sequence = nextSequence
+        nextSequence += 1
+        inFlight.append(block)
+        try ending {
+            try shared.enqueue(block)
+            while !inFlight.isEmpty, try writeOldest(waiting: false) {}
+        }
+    }
+
+    /// Writes the oldest block in flight to `next` when it is compressed (waiting for it when
+    /// `waiting`), and returns it to the spares; false when it was not ready.
+    @discardableResult
+    private func writeOldest(waiting: Bool) throws -> Bool {
+        let oldest = inFlight[0]
+        guard try shared.isCompressed(oldest, waiting: waiting) else { return false }
+        inFlight.removeFirst()
+        spare.append(oldest)
+        try next.write(UnsafeRawBufferPointer(start: oldest.output, count: oldest.outputCount))
+        return true
+    }
+
+    /// Runs `body`; if it throws, the stream has ended and the workers stop.
+    private func ending(_ body: () throws -> Void) throws {
+        do { try body() } catch {
+            hasEnded = true
+            shared.stop()
+            throw error
+        }
+    }
+
+    /// The most a gzip member of `count` input bytes can take at any level: zlib's deflateBound
+    /// for a gzip-wrapped stream (worst case stored blocks), plus a safety margin.
+    static func outputBound(_ count: Int) -> Int {
+        count + (count >> 12) + (count >> 14) + (count >> 25) + 13 + 18 + 1024
+    }
+}
+
+/// One block of input and the gzip member made of it. Owned by the writer while it fills the
+/// input or writes out the output, and by one worker between `enqueue` and being marked
+/// compressed; the hand-over happens under `ParallelGzipQueue`'s lock, so no two threads touch
+/// the buffers at once — which is why the class is `@unchecked Sendable`.
+private final class CompressionBlock: @unchecked Sendable {
+    let input: UnsafeMutableRawPointer
+    let output: UnsafeMutableRawPointer
+    let outputCapacity: Int
+    var inputCount = 0
+    var outputCount = 0
+    var sequence = 0
+    /// Guarded by the queue's lock.
+    var isCompressed = false
+
+    init(capacity: Int, outputCapacity: Int) {
+        input = .allocate(byteCount: capacity, alignment: 16)
+        output = .allocate(byteCount: outputCapacity, alignment: 16)
+        self.outputCapacity = outputCapacity
+    }
+
+    deinit {
+        input.deallocate()
+        output.deallocate()
+    }
+}
+
+/// The work queue between the writer and the workers. Every field is guarded by `condition`,
+/// hence `@unchecked Sendable`.
+private final class ParallelGzipQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var pending: [CompressionBlock] = []
+    private var failure: Error?
+    private var isStopping = false
+    private let failingBlock: Int?
+
+    init(failingBlock: Int?) {
+        self.failingBlock = failingBlock
+    }
+
+    /// Queues `block` for a worker; throws a worker's earlier failure instead.
+    func enqueue(_ block: CompressionBlock) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw failure }
+        block.isCompressed = false
+        pending.append(block)
+        condition.broadcast()
+    }
+
+    /// Whether `block` is compressed, waiting for it when `waiting`; throws a worker's failure.
+    func isCompressed(_ block: CompressionBlock, waiting: Bool) throws -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let failure { throw failure }
+            if block.isCompressed { return true }
+            if !waiting { return false }
+            condition.wait()
+        }
+    }
+
+    /// Tells the workers to exit once they are idle.
+    func stop() {
+        condition.lock()
+        isStopping = true
+        pending.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// A worker's life: take a block, compress it into one gzip member, mark it done.
+    func runWorker(level: Int32) {
+        let stream: ZStream
+        do {
+            stream = try ZStream(direction: .deflate, level: level)
+        } catch {
+            fail(error)
+            return
+        }
+        while let block = take() {
+            do {
+                if block.sequence == failingBlock {
+                    throw GzipError.zlibFailure(operation: "deflate", code: Z_STREAM_ERROR, detail: "injected failure")
+                }
+                try compress(block, with: stream)
+                condition.lock()
+                block.isCompressed = true
+                condition.broadcast()
+                condition.unlock()
+            } catch {
+                fail(error)
+                return
+            }
+        }
+    }
+
+    private func take() -> CompressionBlock? {
+        condition.lock()
+        defer { condition.unlock() }
+        while pending.isEmpty && !isStopping && failure == nil { condition.wait() }
+        if isStopping || failure != nil { return nil }
+        return pending.removeFirst()
+    }
+
+    private func fail(_ error: Error) {
+        condition.lock()
+        if failure == nil { failure = error }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Deflates the block's whole input into one gzip member in its output buffer.
+    private func compress(_ block: CompressionBlock, with stream: ZStream) throws {
+        let z = stream.pointer
+        let resetCode = deflateReset(z)
+        guard resetCode == Z_OK else {
+            throw GzipError.zlibFailure(operation: "deflateReset", code: resetCode, detail: stream.detail(for: resetCode))
+        }
+        z.pointee.next_in = block.inputCount > 0 ? block.input.assumingMemoryBound(to: Bytef.self) : nil
+        z.pointee.avail_in = uInt(block.inputCount)
+        z.pointee.next_out = block.output.assumingMemoryBound(to: Bytef.self)
+        z.pointee.avail_out = uInt(block.outputCapacity)
+        defer {
+            z.pointee.next_in = nil
+            z.pointee.avail_in = 0
+            z.pointee.next_out = nil
+            z.pointee.avail_out = 0
+        }
+        let rc = deflate(z, Z_FINISH)
+        // The output buffer holds the worst case, so one call must end the member.
+        guard rc == Z_STREAM_END else {
+            throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
+        }
+        block.outputCount = block.outputCapacity - Int(z.pointee.avail_out)
+    }
+}

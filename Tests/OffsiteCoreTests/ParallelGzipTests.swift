@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+@testable import OffsiteCore
+
+/// Compressible but not trivial bytes: text runs mixed with pseudo-random runs.
+private func sampleData(count: Int, seed: UInt64 = 0x2545_F491_4F6C_DD1D) -> Data {
+    var state = seed
+    func nextRandom() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+    let text = Array("UPDATE leads SET status = 'qualified' WHERE id = 1234;\n".utf8)
+    var bytes = [UInt8]()
+    bytes.reserveCapacity(count)
+    while bytes.count < count {
+        let run = Int(nextRandom() % 3000) + 1
+        if nextRandom() % 4 == 0 {
+            for _ in 0..<run { bytes.append(UInt8(truncatingIfNeeded: nextRandom())) }
+        } else {
+            for index in 0..<run { bytes.append(text[index % text.count]) }
+        }
+    }
+    return Data(bytes.prefix(count))
+}
+
+/// Writes `data` in pieces whose sizes cycle through `pattern`.
+private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
+    var offset = 0
+    var index = 0
+    while offset < data.count {
+        let size = min(pattern[index % pattern.count], data.count - offset)
+        try sink.write(data.subdata(in: offset..<offset + size))
+        offset += size
+        index += 1
+    }
+}
+
+/// Counts how many gzip members a stream holds by decoding it member by member.
+private func memberCount(_ gzip: Data) throws -> Int {
+    final class Counter: ByteSink {
+        func write(_ bytes: UnsafeRawBufferPointer) throws {}
+        func finish() throws {}
+    }
+    var count = 0
+    // Each member starts with the magic 1f 8b 08; count the starts the decoder accepts by
+    // decoding prefixes ending just before each candidate.
+    let bytes = [UInt8](gzip)
+    var starts: [Int] = []
+    for index in 0..<max(bytes.count - 2, 0) where bytes[index] == 0x1f && bytes[index + 1] == 0x8b && bytes[index + 2] == 8 {
+        starts.append(index)
+    }
+    for start in starts where start > 0 {
+        let decoder = try GzipDecompressor(next: Counter())
+        if (try? decoder.write(Data(bytes[0..<start]))) != nil, (try? decoder.finish()) != nil { count += 1 }
+    }
+    return count + 1
+}
+
+@Suite struct ParallelGzipTests {
+    static let blockSize = 64 * 1024
+
+    private func compress(_ data: Data, level: Int = 6, workers: Int = 3, pattern: [Int] = [100_000]) throws -> Data {
+        let sink = DataSink()
+        let compressor = try ParallelGzipCompressor(level: level, blockSize: Self.blockSize, workerCount: workers, next: sink)
+        try feed(data, to: compressor, pattern: pattern)
+        try compressor.finish()
+        #expect(sink.isFinished)
+        return sink.data
+    }
+
+    private func gunzip(_ gzip: Data, in folder: ScratchFolder) throws -> Data {
+        let input = folder.file("in-\(UUID().uuidString).gz")
+        let output = folder.file("out-\(UUID().uuidString)")
+        try gzip.write(to: URL(fileURLWithPath: input))
+        #expect(try runTool(["gunzip", "-c", input], output: output) == 0)
+        return try Data(contentsOf: URL(fileURLWithPath: output))
+    }
+
+    private func decompress(_ gzip: Data) throws -> Data {
+        let sink = DataSink()
+        let decoder = try GzipDecompressor(next: sink)
+        try feed(gzip, to: decoder, pattern: [4096, 1, 77_777])
+        try decoder.finish()
+        return sink.data
+    }
+
+    @Test(arguments: [0, 1, blockSize - 1, blockSize, blockSize + 1, 5 * blockSize + 12_345])
+    func roundTripsThroughGunzipAndOurDecoder(size: Int) throws {
+        let folder = try ScratchFolder("pgzip")
+        let data = sampleData(count: size)
+        let gzip = try compress(data)
+        #expect(try gunzip(gzip, in: folder) == data)
+        #expect(try decompress(gzip) == data)
+    }
+
+    @Test func oddWriteSizesAndEveryLevelGiveTheSameBytes() throws {
+        let data = sampleData(count: 3 * Self.blockSize + 999)
+        for level in [0, 1, 6, 9] {
+            let whole = try compress(data, level: level, workers: 2, pattern: [data.count])
+            let odd = try compress(data, level: level, workers: 4, pattern: [1, 7, 4093, 65_539, 3, 131_101])
+            #expect(whole == odd, "level \(level): the output depends only on the input, not the write sizes")
+            #expect(try decompress(odd) == data)
+        }
+        #expect(throws: GzipError.invalidLevel(10)) { try ParallelGzipCompressor(level: 10, next: DataSink()) }
+    }
+
+    @Test func writesOneMemberPerBlockInOrder() throws {
+        let data = sampleData(count: 4 * Self.blockSize + 1)
+        let gzip = try compress(data, workers: 4)
+        #expect(try memberCount(gzip) == 5)
+        #expect(gzip.count < data.count)
+    }
+
+    @Test func aWorkersFailureReachesTheWriter() throws {
+        let sink = DataSink()
+        let compressor = try ParallelGzipCompressor(level: 6, blockSize: 1024, workerCount: 2, failingBlock: 3, next: sink)
+        let data = sampleData(count: 64 * 1024)
+        #expect(throws: GzipError.self) {
+            try feed(data, to: compressor, pattern: [1000])
+            try compressor.finish()
+        }
+        #expect(!sink.isFinished)
+        #expect(sink.data.count < 4 * 1024, "nothing after the failed block is written")
+        #expect(throws: GzipError.streamEnded) { try compressor.write(Data([1])) }
+    }
+
+    @Test func theNextSinksFailureEndsTheStream() throws {
+        final class Failing: ByteSink {
+            struct Broken: Error {}
+            func write(_ bytes: UnsafeRawBufferPointer) throws { throw Broken() }
+            func finish() throws {}
+        }
+        let compressor = try ParallelGzipCompressor(level: 1, blockSize: 1024, workerCount: 2, next: Failing())
+        #expect(throws: Failing.Broken.self) {
+            try feed(sampleData(count: 100_000), to: compressor, pattern: [5000])
+            try compressor.finish()
+        }
+        #expect(throws: GzipError.streamEnded) { try compressor.finish() }
+    }
+
+    @Test func keepsAtMostTwoBlocksPerWorkerInFlight() throws {
+        final class Gate: ByteSink {
+            var bytes = 0
+            func write(_ bytes: UnsafeRawBufferPointer) throws { self.bytes += bytes.count }
+            func finish() throws {}
+        }
+        // 100 blocks through 2 workers: never more than 4 blocks (input and output buffers) exist.
+        let gate = Gate()
+        let compressor = try ParallelGzipCompressor(level: 1, blockSize: 1024, workerCount: 2, next: gate)
+        try feed(sampleData(count: 100 * 1024), to: compressor, pattern: [10_000])
+        try compressor.finish()
+        #expect(compressor.allocatedBlockCount <= 4)
+        #expect(gate.bytes > 0)
+    }
+}
