@@ -182,9 +182,9 @@ private func streamSnapshot(at path: String, job: BackupJob, into sink: any Byte
         return error
     }
     // Encryption and upload never hold up compression, up to the queue's capacity.
-    let handOff = ThreadedSink(next: encrypted, name: "offsite-encrypt-upload")
+    let handOff = ThreadedSink(next: encrypted, name: "offsite-encrypt-upload", background: true)
     do {
-        var encoder: any ByteSink = try ParallelGzipCompressor(level: job.compressionLevel, next: handOff)
+        var encoder: any ByteSink = try ParallelGzipCompressor(level: job.compressionLevel, background: true, next: handOff)
         if let cancellation = job.cancellation { encoder = CancellableSink(next: encoder, cancellation: cancellation) }
         _ = try readFile(at: path, into: encoder)
         try encoder.finish()
@@ -203,6 +203,7 @@ private final class BackgroundCheck: @unchecked Sendable {
 
     init(snapshotter: Snapshotter, copy: SnapshotCopy, check: IntegrityCheck) {
         let thread = Thread { [self] in
+            yieldToTheApplication()
             let result = Result { try snapshotter.check(copy, using: check) }
             condition.lock()
             outcome = result

@@ -41,15 +41,19 @@ public final class ParallelGzipCompressor: ByteSink {
     private var hasEnded = false
 
     /// Creates a compressor at `level` (0 stores, 9 is smallest) writing to `next`, cutting the
-    /// input into `blockSize`-byte blocks compressed on `workerCount` threads (default: one per core).
+    /// input into `blockSize`-byte blocks compressed on `workerCount` threads (default: one per
+    /// core). `background` workers run only on CPU time the application does not want.
     public convenience init(level: Int = 6, blockSize: Int = ParallelGzipCompressor.defaultBlockSize,
-                            workerCount: Int = ProcessInfo.processInfo.activeProcessorCount, next: any ByteSink) throws {
-        try self.init(level: level, blockSize: blockSize, workerCount: workerCount, failingBlock: nil, next: next)
+                            workerCount: Int = ProcessInfo.processInfo.activeProcessorCount, background: Bool = false,
+                            next: any ByteSink) throws {
+        try self.init(level: level, blockSize: blockSize, workerCount: workerCount, background: background,
+                      failingBlock: nil, next: next)
     }
 
     /// The designated initializer; `failingBlock` makes the worker compressing that block (by its
     /// position, from 0) fail, so tests can show how a worker's error reaches the writer.
-    init(level: Int, blockSize: Int, workerCount: Int, failingBlock: Int?, next: any ByteSink) throws {
+    init(level: Int, blockSize: Int, workerCount: Int, background: Bool = false, failingBlock: Int?,
+         next: any ByteSink) throws {
         guard (0...9).contains(level) else { throw GzipError.invalidLevel(level) }
         self.level = level
         self.blockSize = max(blockSize, 1)
@@ -58,7 +62,10 @@ public final class ParallelGzipCompressor: ByteSink {
         self.maximumBlocks = 2 * self.workerCount
         shared = ParallelGzipQueue(failingBlock: failingBlock)
         for index in 0..<self.workerCount {
-            let thread = Thread { [shared, level] in shared.runWorker(level: Int32(level)) }
+            let thread = Thread { [shared, level] in
+                if background { yieldToTheApplication() }
+                shared.runWorker(level: Int32(level))
+            }
             thread.name = "offsite-gzip-\(index)"
             thread.start()
         }
