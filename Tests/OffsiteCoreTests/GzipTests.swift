@@ -2,29 +2,6 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// Deterministic test data mixing runs of text (compressible) and pseudo-random bytes.
-private func mixedData(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> Data {
-    var state = seed
-    func nextRandom() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-    }
-    let text = Array("INSERT INTO contacts VALUES (42, 'Ada Lovelace', 'ada@example.com');\n".utf8)
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(count)
-    while bytes.count < count {
-        let run = Int(nextRandom() % 5000) + 1
-        if nextRandom() % 3 == 0 {
-            for _ in 0..<run { bytes.append(UInt8(truncatingIfNeeded: nextRandom())) }
-        } else {
-            for index in 0..<run { bytes.append(text[index % text.count]) }
-        }
-    }
-    return Data(bytes.prefix(count))
-}
-
 /// Writes `data` to `sink` in pieces whose sizes cycle through `pattern`.
 private func write(_ data: Data, to sink: any ByteSink, splitting pattern: [Int] = [1, 7, 4093, 65_539, 3, 300_001]) throws {
     var offset = 0
@@ -70,7 +47,7 @@ private final class LargestWriteSink: ByteSink {
 @Suite struct GzipTests {
     @Test(arguments: [0, 1, 65_535, 65_536, 65_537, 3 * 1024 * 1024 + 17])
     func roundTrips(size: Int) throws {
-        let input = mixedData(count: size)
+        let input = mixedTestData(count: size)
         let compressed = try compress(input)
         #expect(compressed.prefix(2) == Data([0x1f, 0x8b]))
         #expect(try decompress(compressed) == input)
@@ -79,7 +56,7 @@ private final class LargestWriteSink: ByteSink {
 
     @Test func realGunzipReadsOurOutput() throws {
         let folder = try ScratchFolder("gzip")
-        let input = mixedData(count: 2 * 1024 * 1024 + 5)
+        let input = mixedTestData(count: 2 * 1024 * 1024 + 5)
         try compress(input, level: 9).write(to: URL(fileURLWithPath: folder.file("ours.gz")))
         let status = try runTool(["gzip", "-dc", folder.file("ours.gz")], output: folder.file("plain"))
         #expect(status == 0)
@@ -88,7 +65,7 @@ private final class LargestWriteSink: ByteSink {
 
     @Test func weReadRealGzipOutput() throws {
         let folder = try ScratchFolder("gzip")
-        let input = mixedData(count: 2 * 1024 * 1024 + 11, seed: 7)
+        let input = mixedTestData(count: 2 * 1024 * 1024 + 11, seed: 7)
         try input.write(to: URL(fileURLWithPath: folder.file("plain")))
         #expect(try runTool(["gzip", "-c", folder.file("plain")], output: folder.file("theirs.gz")) == 0)
         let compressed = try Data(contentsOf: URL(fileURLWithPath: folder.file("theirs.gz")))
@@ -97,8 +74,8 @@ private final class LargestWriteSink: ByteSink {
 
     @Test func concatenatedMembersDecompressToTheConcatenation() throws {
         let folder = try ScratchFolder("gzip")
-        let first = mixedData(count: 300_000, seed: 1)
-        let second = mixedData(count: 70_001, seed: 2)
+        let first = mixedTestData(count: 300_000, seed: 1)
+        let second = mixedTestData(count: 70_001, seed: 2)
         try first.write(to: URL(fileURLWithPath: folder.file("b")))
         #expect(try runTool(["gzip", "-c", folder.file("b")], output: folder.file("b.gz")) == 0)
         let ours = try compress(second)
@@ -115,7 +92,7 @@ private final class LargestWriteSink: ByteSink {
     }
 
     @Test func truncatedStreamFailsAndDoesNotFinishTheNextSink() throws {
-        let compressed = try compress(mixedData(count: 200_000))
+        let compressed = try compress(mixedTestData(count: 200_000))
         for cut in [1, 2, 10, compressed.count / 2, compressed.count - 4, compressed.count - 1] {
             let sink = DataSink()
             let decompressor = try GzipDecompressor(next: sink)
@@ -131,7 +108,7 @@ private final class LargestWriteSink: ByteSink {
     }
 
     @Test func corruptByteFailsWithZlibsMessage() throws {
-        let input = mixedData(count: 200_000)
+        let input = mixedTestData(count: 200_000)
         let compressed = try compress(input)
         for position in [compressed.count / 3, compressed.count - 6] {
             var damaged = compressed
@@ -165,7 +142,7 @@ private final class LargestWriteSink: ByteSink {
     }
 
     @Test func trailingGarbageAfterAMemberFails() throws {
-        let compressed = try compress(mixedData(count: 10_000))
+        let compressed = try compress(mixedTestData(count: 10_000))
         for garbage in [Data("hello".utf8), Data([0, 0, 0, 0]), Data([0x1f, 0x00])] {
             let sink = DataSink()
             let decompressor = try GzipDecompressor(next: sink)
@@ -188,7 +165,7 @@ private final class LargestWriteSink: ByteSink {
         for level in [-1, 10, 99] {
             #expect(throws: GzipError.invalidLevel(level)) { try GzipCompressor(level: level, next: DataSink()) }
         }
-        let input = mixedData(count: 1_000_000, seed: 3)
+        let input = mixedTestData(count: 1_000_000, seed: 3)
         let fastest = try compress(input, level: 1)
         let smallest = try compress(input, level: 9)
         let stored = try compress(input, level: 0)

@@ -2,29 +2,6 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// Compressible but not trivial bytes: text runs mixed with pseudo-random runs.
-private func sampleData(count: Int, seed: UInt64 = 0x2545_F491_4F6C_DD1D) -> Data {
-    var state = seed
-    func nextRandom() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-    }
-    let text = Array("UPDATE leads SET status = 'qualified' WHERE id = 1234;\n".utf8)
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(count)
-    while bytes.count < count {
-        let run = Int(nextRandom() % 3000) + 1
-        if nextRandom() % 4 == 0 {
-            for _ in 0..<run { bytes.append(UInt8(truncatingIfNeeded: nextRandom())) }
-        } else {
-            for index in 0..<run { bytes.append(text[index % text.count]) }
-        }
-    }
-    return Data(bytes.prefix(count))
-}
-
 /// Writes `data` in pieces whose sizes cycle through `pattern`.
 private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
     var offset = 0
@@ -89,14 +66,14 @@ private func memberCount(_ gzip: Data) throws -> Int {
     @Test(arguments: [0, 1, blockSize - 1, blockSize, blockSize + 1, 5 * blockSize + 12_345])
     func roundTripsThroughGunzipAndOurDecoder(size: Int) throws {
         let folder = try ScratchFolder("pgzip")
-        let data = sampleData(count: size)
+        let data = mixedTestData(count: size)
         let gzip = try compress(data)
         #expect(try gunzip(gzip, in: folder) == data)
         #expect(try decompress(gzip) == data)
     }
 
     @Test func oddWriteSizesAndEveryLevelGiveTheSameBytes() throws {
-        let data = sampleData(count: 3 * Self.blockSize + 999)
+        let data = mixedTestData(count: 3 * Self.blockSize + 999)
         for level in [0, 1, 6, 9] {
             let whole = try compress(data, level: level, workers: 2, pattern: [data.count])
             let odd = try compress(data, level: level, workers: 4, pattern: [1, 7, 4093, 65_539, 3, 131_101])
@@ -107,7 +84,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
     }
 
     @Test func writesOneMemberPerBlockInOrder() throws {
-        let data = sampleData(count: 4 * Self.blockSize + 1)
+        let data = mixedTestData(count: 4 * Self.blockSize + 1)
         let gzip = try compress(data, workers: 4)
         #expect(try memberCount(gzip) == 5)
         #expect(gzip.count < data.count)
@@ -116,7 +93,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
     @Test func aWorkersFailureReachesTheWriter() throws {
         let sink = DataSink()
         let compressor = try ParallelGzipCompressor(level: 6, blockSize: 1024, workerCount: 2, failingBlock: 3, next: sink)
-        let data = sampleData(count: 64 * 1024)
+        let data = mixedTestData(count: 64 * 1024)
         #expect(throws: GzipError.self) {
             try feed(data, to: compressor, pattern: [1000])
             try compressor.finish()
@@ -134,7 +111,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
         }
         let compressor = try ParallelGzipCompressor(level: 1, blockSize: 1024, workerCount: 2, next: Failing())
         #expect(throws: Failing.Broken.self) {
-            try feed(sampleData(count: 100_000), to: compressor, pattern: [5000])
+            try feed(mixedTestData(count: 100_000), to: compressor, pattern: [5000])
             try compressor.finish()
         }
         #expect(throws: GzipError.streamEnded) { try compressor.finish() }
@@ -149,7 +126,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
         // 100 blocks through 2 workers: never more than 4 blocks (input and output buffers) exist.
         let gate = Gate()
         let compressor = try ParallelGzipCompressor(level: 1, blockSize: 1024, workerCount: 2, next: gate)
-        try feed(sampleData(count: 100 * 1024), to: compressor, pattern: [10_000])
+        try feed(mixedTestData(count: 100 * 1024), to: compressor, pattern: [10_000])
         try compressor.finish()
         #expect(compressor.allocatedBlockCount <= 4)
         #expect(gate.bytes > 0)

@@ -149,3 +149,26 @@ func runProgram(_ executable: String, _ arguments: [String], in folder: ScratchF
     let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
     return ToolResult(status: process.terminationStatus, standardOutputData: output, standardError: errors)
 }
+
+/// Deterministic test data mixing runs of text (compressible) and pseudo-random bytes.
+func mixedTestData(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> Data {
+    var state = seed
+    func nextRandom() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+    let text = Array("INSERT INTO contacts VALUES (42, 'Ada Lovelace', 'ada@example.com');\n".utf8)
+    var bytes = [UInt8]()
+    bytes.reserveCapacity(count)
+    while bytes.count < count {
+        let run = Int(nextRandom() % 5000) + 1
+        if nextRandom() % 3 == 0 {
+            for _ in 0..<run { bytes.append(UInt8(truncatingIfNeeded: nextRandom())) }
+        } else {
+            for index in 0..<run { bytes.append(text[index % text.count]) }
+        }
+    }
+    return Data(bytes.prefix(count))
+}
