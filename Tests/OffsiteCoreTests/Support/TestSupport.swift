@@ -172,3 +172,30 @@ func mixedTestData(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> Data {
     }
     return Data(bytes.prefix(count))
 }
+
+/// `name` on PATH, or in the sbin folders where Debian puts apache2; nil when missing.
+func findExecutable(_ name: String) -> String? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    for folder in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin", "/sbin"] {
+        let candidate = "\(folder)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+func freeLoopbackPort() throws -> Int {
+    let socketHandle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard socketHandle >= 0 else { throw FixtureError("socket() failed") }
+    defer { close(socketHandle) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketHandle, $0, length) == 0 && getsockname(socketHandle, $0, &length) == 0 }
+    }
+    guard bound else { throw FixtureError("could not find a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
