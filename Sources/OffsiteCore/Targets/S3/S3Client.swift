@@ -13,18 +13,22 @@ struct S3Call {
     /// Base64 MD5 of the body, sent as `Content-MD5` when set.
     var contentMD5: String?
 
-    /// A call with a body in memory; hashes it and sets `Content-MD5`.
-    static func withBody(_ method: String, key: String?, query: [(name: String, value: String)] = [], data: Data) -> S3Call {
+    /// A call with a body in memory; hashes it and sets `Content-MD5` when `withMD5`.
+    static func withBody(_ method: String, key: String?, query: [(name: String, value: String)] = [], data: Data,
+                         withMD5: Bool = true) -> S3Call {
         var call = S3Call(method: method, key: key, query: query)
-        call.attach(data)
+        call.attach(data, withMD5: withMD5)
         return call
     }
 
-    /// Sets `data` as the body with its SHA-256 and MD5.
-    mutating func attach(_ data: Data) {
+    /// Sets `data` as the body with its SHA-256 (signed, so the server refuses a body that
+    /// changed on the way) and, when `withMD5`, its MD5 as well. Backup data goes without the
+    /// MD5: the signed SHA-256 already covers it, and a second hash of every byte costs as much
+    /// CPU as the first.
+    mutating func attach(_ data: Data, withMD5: Bool = true) {
         body = .data(data)
         payloadHash = S3Hash.hex(S3Hash.sha256(data))
-        contentMD5 = Data(MD5.digest(data)).base64EncodedString()
+        contentMD5 = withMD5 ? Data(MD5.digest(data)).base64EncodedString() : nil
     }
 }
 

@@ -105,7 +105,7 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
 
     private func putWhole() throws {
         var call = S3Call(method: "PUT", key: key)
-        call.attach(buffer)
+        call.attach(buffer, withMD5: false)
         if let storageClass { call.headers.append(("x-amz-storage-class", storageClass)) }
         _ = try client.send(call, operation: "upload \(displayKey)")
         buffer = Data()
@@ -162,7 +162,8 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
 
     /// Uploads one part with retries (the same bytes each time); returns its ETag.
     private func sendPart(_ part: Data, number: Int, uploadID: String) throws -> String {
-        let call = S3Call.withBody("PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], data: part)
+        let call = S3Call.withBody("PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], data: part,
+                                   withMD5: false)
         let response = try client.send(call, operation: "upload part \(number) of \(displayKey)")
         guard let etag = response.header("etag"), !etag.isEmpty else {
             throw TargetError.failed(target: client.targetName, operation: "upload part \(number) of \(displayKey)",
