@@ -263,6 +263,19 @@ public func removeFileIfPresent(_ path: String) {
     unlink(path)
 }
 
+/// A new file in `folder` (mode 0600) that has no name, open for reading and writing: it goes away
+/// with its last descriptor, whatever happens to the process. Falls back to creating a hidden
+/// file and unlinking it at once where `O_TMPFILE` is not supported.
+public func openUnlinkedTemporaryFile(in folder: String) throws -> Int32 {
+    let temporaryFileFlag: Int32 = 0o20000000 | O_DIRECTORY  // O_TMPFILE, which Glibc only declares with _GNU_SOURCE
+    let anonymous = open(folder, temporaryFileFlag | O_RDWR | O_CLOEXEC, 0o600)
+    if anonymous >= 0 { return anonymous }
+    let path = makeTemporaryPath(nextTo: (folder as NSString).appendingPathComponent("spill"))
+    let descriptor = try openDescriptor(path, O_RDWR | O_CREAT | O_EXCL, 0o600, operation: "create")
+    unlink(path)
+    return descriptor
+}
+
 /// A path for a temporary file next to `finalPath`, hidden and unique: `.<name>.tmp-<random>`.
 public func makeTemporaryPath(nextTo finalPath: String) -> String {
     let name = (finalPath as NSString).lastPathComponent

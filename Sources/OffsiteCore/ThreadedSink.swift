@@ -33,8 +33,8 @@ func yieldToTheApplication() {
 /// `next` is used only by the consumer thread from `init` until `finish()` or `abandon()`
 /// returns; after that the caller may touch it again (commit, abort, discard).
 public final class ThreadedSink: ByteSink {
-    /// The default queue capacity: 4 MiB.
-    public static let defaultCapacity = 4 << 20
+    /// The default queue capacity: 2 MiB.
+    public static let defaultCapacity = 2 << 20
 
     /// The most bytes queued at once (a single write larger than this is split).
     public let capacity: Int

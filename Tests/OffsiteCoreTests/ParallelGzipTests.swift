@@ -131,4 +131,57 @@ private func memberCount(_ gzip: Data) throws -> Int {
         #expect(compressor.allocatedBlockCount <= 4)
         #expect(gate.bytes > 0)
     }
+
+    /// Compresses `data` with its first block handed over last, through `deferFirstBlock`.
+    private func compressDeferringFirst(_ data: Data, level: Int = 6, holdLimit: Int, ready: @escaping () -> Bool,
+                                        folder: ScratchFolder) throws -> (gzip: Data, held: Int, asked: Int) {
+        final class Asked: @unchecked Sendable { var count = 0 }
+        let asked = Asked()
+        let sink = DataSink()
+        let compressor = try ParallelGzipCompressor(level: level, blockSize: Self.blockSize, workerCount: 3, next: sink)
+        let first = [UInt8](data.prefix(Self.blockSize))
+        compressor.deferFirstBlock(spillFolder: folder.path, holdLimit: holdLimit, isReady: ready) {
+            asked.count += 1
+            return first
+        }
+        try feed(Data(data.dropFirst(Self.blockSize)), to: compressor, pattern: [10_000, 65_537])
+        try compressor.finish()
+        #expect(sink.isFinished)
+        return (sink.data, compressor.peakHeldBytes, asked.count)
+    }
+
+    @Test func aFirstBlockThatComesLastGivesTheSameBytes() throws {
+        let folder = try ScratchFolder("pgzip-defer")
+        let data = mixedTestData(count: 9 * Self.blockSize + 4321)
+        let inOrder = try compress(data, workers: 3)
+        // Never ready before the end: every later member waits in the spill file.
+        let late = try compressDeferringFirst(data, holdLimit: 1 << 30, ready: { false }, folder: folder)
+        #expect(late.gzip == inOrder, "deferring the first block changes no byte of the output")
+        #expect(late.held > 0 && late.asked == 1)
+        #expect(try gunzip(late.gzip, in: folder) == data)
+        // A small limit makes the compressor fetch the first block early, and hold less.
+        let early = try compressDeferringFirst(data, holdLimit: 2 * Self.blockSize / 10, ready: { false }, folder: folder)
+        #expect(early.gzip == inOrder)
+        #expect(early.held <= 2 * Self.blockSize / 10)
+        // Ready at once: nothing is held at all.
+        let ready = try compressDeferringFirst(data, holdLimit: 1 << 30, ready: { true }, folder: folder)
+        #expect(ready.gzip == inOrder && ready.held == 0)
+        // Nothing after the first block: the output is that one member.
+        let single = try compressDeferringFirst(Data(data.prefix(Self.blockSize)), holdLimit: 1 << 30, ready: { false }, folder: folder)
+        #expect(single.gzip == (try compress(Data(data.prefix(Self.blockSize)), workers: 1)))
+        #expect(try memberCount(single.gzip) == 1)
+        // The spill file has no name: nothing is left in the folder.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains("spill") } == [])
+    }
+
+    @Test func aFirstBlockOfTheWrongSizeIsAnError() throws {
+        let folder = try ScratchFolder("pgzip-defer")
+        let compressor = try ParallelGzipCompressor(level: 1, blockSize: Self.blockSize, workerCount: 2, next: DataSink())
+        compressor.deferFirstBlock(spillFolder: folder.path, isReady: { true }) { [UInt8](repeating: 1, count: 10) }
+        #expect(throws: GzipError.deferredBlockSize(expected: Self.blockSize, got: 10)) {
+            try compressor.write(mixedTestData(count: 3 * Self.blockSize))
+            try compressor.finish()
+        }
+    }
 }
+

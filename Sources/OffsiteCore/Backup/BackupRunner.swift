@@ -92,12 +92,19 @@ public struct BackupReport {
 /// compressed and encrypted once, and streamed to every target at the same time. A failing target
 /// does not stop the others; its error is in the report. Throws when the snapshot itself fails.
 ///
-/// The stages overlap: right after the copy, its integrity check starts on a thread of its own
-/// while the copy is compressed on every core (`ParallelGzipCompressor`) and encrypted and
-/// uploaded on another thread (`ThreadedSink`). Nothing becomes visible before the check has
-/// passed: only then does the snapshot get its final name in the local rotation and are the
-/// uploads committed; when it fails, every upload is aborted and the copy removed.
+/// The stages overlap: the copy is made on a thread of its own, and read behind it as its steps
+/// land (`SnapshotProgress`), compressed on every core (`ParallelGzipCompressor`) and encrypted and
+/// uploaded on another thread (`ThreadedSink`); as soon as the copy is complete, its integrity
+/// check starts on the copying thread while compression finishes. Nothing becomes visible before
+/// the check has passed: only then does the snapshot get its final name in the local rotation and
+/// are the uploads committed; when it fails, every upload is aborted and the copy removed.
 public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> BackupReport {
+    try runBackup(job, now: now, streaming: true)
+}
+
+/// `runBackup`; with `streaming`, the copy is compressed while it is being made, else only once
+/// it is complete.
+func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> BackupReport {
     let keepsLocal = job.localFolder != nil
     let folder: String
     if let local = job.localFolder {
@@ -111,17 +118,24 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
     defer { if !keepsLocal { try? FileManager.default.removeItem(atPath: folder) } }
 
     let id = chooseBackupID(job: job, folder: folder, now: now)
-    let snapshotter = Snapshotter()
-    let copy = try snapshotter.copy(of: job.database.path, to: "\(folder)/\(id).sqlite3")
-    let check = BackgroundCheck(snapshotter: snapshotter, copy: copy, check: job.check)
+    var snapshotter = Snapshotter()
+    snapshotter.durable = keepsLocal
+    let snapshotJob = BackgroundSnapshot(snapshotter: snapshotter, database: job.database.path,
+                                         finalPath: "\(folder)/\(id).sqlite3", check: job.check, streaming: streaming)
+    let expectedCopySize: Int64
+    do {
+        expectedCopySize = try snapshotJob.progress.waitForStart()
+    } catch {
+        _ = try? snapshotJob.result()
+        throw error
+    }
 
     let key = RemoteBackup.key(database: job.database.name, id: id, format: job.encryption.format)
     var uploads: [UploadResult] = job.targets.map { UploadResult(target: $0.name, key: key) }
     var started: [(index: Int, upload: any TargetUpload)] = []
     // The object is about the compressed size; the snapshot's size (plus gzip's and age's worst
     // case of a few per mille on incompressible data) bounds it, so S3 can pick small parts.
-    let copySize = (try? fileSize(at: copy.temporaryPath)) ?? 0
-    let expectedSize: Int64? = copySize > 0 ? copySize + copySize / 100 + (1 << 20) : nil
+    let expectedSize: Int64? = expectedCopySize > 0 ? expectedCopySize + expectedCopySize / 100 + (1 << 20) : nil
     for (index, target) in job.targets.enumerated() {
         do { started.append((index, try target.makeUpload(key: key, expectedSize: expectedSize))) } catch { uploads[index].error = error }
     }
@@ -133,17 +147,25 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
         let count = CountingSink(next: fan)
         fanOut = fan
         counter = count
-        streamError = streamSnapshot(at: copy.temporaryPath, job: job, into: count)
+        streamError = streamSnapshot(snapshotJob.progress, job: job, spillFolder: folder, into: count)
     }
 
     // Nothing is visible yet; the check decides whether anything ever will be.
     let snapshot: SnapshotInfo
     do {
-        let checked = try check.result()
-        snapshot = try snapshotter.install(copy, checked: checked)
+        let (copy, checked) = try snapshotJob.result()
+        do {
+            snapshot = try snapshotter.install(copy, checked: checked)
+        } catch {
+            snapshotter.discard(copy)
+            throw error
+        }
     } catch {
         for entry in started { entry.upload.abort() }
-        snapshotter.discard(copy)
+        if streaming, case SnapshotError.changedWhileStreaming? = error as? SnapshotError {
+            // The copy started over under the reader; take it again, reading it only once it is whole.
+            return try runBackup(job, now: now, streaming: false)
+        }
         throw error
     }
 
@@ -171,10 +193,10 @@ public func runBackup(_ job: BackupJob, now: () -> Date = Date.init) throws -> B
     return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads, prunedLocal: pruned)
 }
 
-/// Streams the file at `path` through compression (every core) and, on a thread of its own,
-/// encryption into `sink`; returns the error that stopped it, if any. When it returns, no thread
-/// touches `sink` any more.
-private func streamSnapshot(at path: String, job: BackupJob, into sink: any ByteSink) -> Error? {
+/// Streams the snapshot copy, as it is being made, through compression (every core) and, on a
+/// thread of its own, encryption into `sink`; returns the error that stopped it, if any. When it
+/// returns, no thread touches `sink` any more.
+private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillFolder: String, into sink: any ByteSink) -> Error? {
     let encrypted: any ByteSink
     do {
         encrypted = try makeEncryptor(encryption: job.encryption, into: sink)
@@ -184,9 +206,19 @@ private func streamSnapshot(at path: String, job: BackupJob, into sink: any Byte
     // Encryption and upload never hold up compression, up to the queue's capacity.
     let handOff = ThreadedSink(next: encrypted, name: "offsite-encrypt-upload", background: true)
     do {
-        var encoder: any ByteSink = try ParallelGzipCompressor(level: job.compressionLevel, background: true, next: handOff)
+        let compressor = try ParallelGzipCompressor(level: job.compressionLevel, background: true, next: handOff)
+        var encoder: any ByteSink = compressor
         if let cancellation = job.cancellation { encoder = CancellableSink(next: encoder, cancellation: cancellation) }
-        _ = try readFile(at: path, into: encoder)
+        // The first page of a copy in progress is final only at its end: the first block is then
+        // compressed last and the members after it wait (in order, bounded) to follow it.
+        let firstBlock = Int64(compressor.blockSize)
+        var start: Int64 = 0
+        if try progress.waitForStart() > firstBlock, !progress.hasEnded, !progress.isStable(from: 0) {
+            compressor.deferFirstBlock(spillFolder: spillFolder, isReady: { progress.hasEnded },
+                                       source: { try progress.finalPrefix(count: Int(firstBlock)) })
+            start = firstBlock
+        }
+        _ = try progress.read(into: encoder, from: start)
         try encoder.finish()
         return nil
     } catch {
@@ -195,27 +227,41 @@ private func streamSnapshot(at path: String, job: BackupJob, into sink: any Byte
     }
 }
 
-/// The integrity check of a snapshot copy, run on its own thread from the moment it is created.
-private final class BackgroundCheck: @unchecked Sendable {
-    // @unchecked: `outcome` is written once by the check's thread and read after it, both under `condition`.
+/// The snapshot of one backup, taken on a thread of its own: the copy (at the caller's priority,
+/// so the read transaction on the live database is as short as the copy allows), then its
+/// integrity check (in the background, as it only competes with compression).
+private final class BackgroundSnapshot: @unchecked Sendable {
+    // @unchecked: `outcome` is written once by the snapshot's thread and read after it, both under `condition`.
+    let progress = SnapshotProgress()
     private let condition = NSCondition()
-    private var outcome: Result<SnapshotCheckResult, any Error>?
+    private var outcome: Result<(SnapshotCopy, SnapshotCheckResult), any Error>?
 
-    init(snapshotter: Snapshotter, copy: SnapshotCopy, check: IntegrityCheck) {
+    init(snapshotter: Snapshotter, database: String, finalPath: String, check: IntegrityCheck, streaming: Bool) {
+        let progress = self.progress
         let thread = Thread { [self] in
-            yieldToTheApplication()
-            let result = Result { try snapshotter.check(copy, using: check) }
+            let copied = Result {
+                try snapshotter.copy(of: database, to: finalPath, progress: streaming ? progress : nil)
+            }
+            progress.finish(copied)
+            let result = copied.flatMap { copy in
+                yieldToTheApplication()
+                return Result { (copy, try snapshotter.check(copy, using: check)) }.mapError { error in
+                    snapshotter.discard(copy)
+                    return error
+                }
+            }
             condition.lock()
             outcome = result
             condition.broadcast()
             condition.unlock()
         }
-        thread.name = "offsite-check"
+        thread.name = "offsite-snapshot"
         thread.start()
     }
 
-    /// Waits for the check to end; returns what it found out or throws why the copy is unusable.
-    func result() throws -> SnapshotCheckResult {
+    /// Waits for the copy and its check; returns both, or throws why the copy is unusable (it is
+    /// removed then).
+    func result() throws -> (SnapshotCopy, SnapshotCheckResult) {
         condition.lock()
         while outcome == nil { condition.wait() }
         let result = outcome!
@@ -285,3 +331,4 @@ public final class CountingSink: ByteSink {
 
     public func finish() throws { try next.finish() }
 }
+

@@ -39,6 +39,20 @@ public final class ParallelGzipCompressor: ByteSink {
     private var current: CompressionBlock?
     private var nextSequence = 0
     private var hasEnded = false
+    /// The first block, while it is still to come (`deferFirstBlock`).
+    private var deferredFirst: DeferredFirstBlock?
+    /// Members after the deferred first one, in order, waiting for it (writer-owned).
+    private var held: HeldOutput?
+    private var heldCount = 0
+    /// The most bytes of members `held` keeps before `write` waits for the first block.
+    private var holdLimit = 0
+    /// Where `held` keeps them.
+    private var spillFolder = ""
+    /// The most bytes ever held; for tests.
+    private(set) var peakHeldBytes = 0
+
+    /// The default limit of `deferFirstBlock`: 256 MiB of compressed output.
+    public static let defaultHoldLimit = 256 << 20
 
     /// Creates a compressor at `level` (0 stores, 9 is smallest) writing to `next`, cutting the
     /// input into `blockSize`-byte blocks compressed on `workerCount` threads (default: one per
@@ -75,6 +89,57 @@ public final class ParallelGzipCompressor: ByteSink {
         shared.stop()
     }
 
+    /// Lets the first block (the first `blockSize` bytes of the input) come last: what `write`
+    /// gets from now on is the input from `blockSize` on. The members of the following blocks
+    /// are compressed as usual and kept in order, in an unlinked temporary file in `spillFolder`
+    /// (up to `holdLimit` bytes), until the first block is there; `isReady` tells whether `source`
+    /// would return it at once, `source` returns it, waiting for it if need be. `write` calls
+    /// `source` when the limit is reached, `finish` at the latest. The output is byte for byte what
+    /// writing the whole input in order gives. Call it before any `write`.
+    public func deferFirstBlock(spillFolder: String, holdLimit: Int = ParallelGzipCompressor.defaultHoldLimit,
+                                isReady: @escaping () -> Bool, source: @escaping () throws -> [UInt8]) {
+        precondition(nextSequence == 0 && current == nil && !hasEnded, "deferFirstBlock must come before any write")
+        deferredFirst = DeferredFirstBlock(isReady: isReady, source: source)
+        self.spillFolder = spillFolder
+        self.holdLimit = max(holdLimit, 0)
+        nextSequence = 1
+    }
+
+    /// Compresses the deferred first block here and writes it, then the members held behind it.
+    private func writeDeferredFirst() throws {
+        guard let first = deferredFirst else { return }
+        deferredFirst = nil
+        let bytes = try first.source()
+        guard bytes.count == blockSize else { throw GzipError.deferredBlockSize(expected: blockSize, got: bytes.count) }
+        let reused = spare.popLast()
+        let block = reused ?? CompressionBlock(capacity: blockSize, outputCapacity: Self.outputBound(blockSize))
+        bytes.withUnsafeBytes { block.input.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        block.inputCount = bytes.count
+        let stream = try ZStream(direction: .deflate, level: Int32(level))
+        try ParallelGzipQueue.compress(block, with: stream)
+        try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+        if reused != nil { spare.append(block) }
+        if let held { try held.drain(into: next) }
+        held = nil
+        heldCount = 0
+    }
+
+    /// Writes a compressed member to `next`, or holds it while the first block is still to come.
+    private func emit(_ block: CompressionBlock) throws {
+        if deferredFirst != nil, deferredFirst!.isReady() { try writeDeferredFirst() }
+        if deferredFirst != nil {
+            if heldCount + block.outputCount <= holdLimit {
+                if held == nil { held = try HeldOutput(folder: spillFolder) }
+                try held!.append(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+                heldCount += block.outputCount
+                peakHeldBytes = max(peakHeldBytes, heldCount)
+                return
+            }
+            try writeDeferredFirst()
+        }
+        try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+    }
+
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !hasEnded else { throw GzipError.streamEnded }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
@@ -96,12 +161,18 @@ public final class ParallelGzipCompressor: ByteSink {
         guard !hasEnded else { throw GzipError.streamEnded }
         // An empty input still makes one (empty) member: a gzip file has at least one.
         if current == nil && nextSequence == 0 { _ = try currentBlock() }
+        if deferredFirst != nil, let block = current, block.inputCount == 0 {
+            // Nothing came after the deferred block: no empty member after it.
+            current = nil
+            spare.append(block)
+        }
         if let block = current {
             current = nil
             try submit(block)
         }
         try ending {
             while !inFlight.isEmpty { try writeOldest(waiting: true) }
+            try writeDeferredFirst()
             hasEnded = true
             shared.stop()
             try next.finish()
@@ -144,8 +215,8 @@ public final class ParallelGzipCompressor: ByteSink {
         let oldest = inFlight[0]
         guard try shared.isCompressed(oldest, waiting: waiting) else { return false }
         inFlight.removeFirst()
+        try emit(oldest)
         spare.append(oldest)
-        try next.write(UnsafeRawBufferPointer(start: oldest.output, count: oldest.outputCount))
         return true
     }
 
@@ -163,6 +234,59 @@ public final class ParallelGzipCompressor: ByteSink {
     static func outputBound(_ count: Int) -> Int {
         count + (count >> 12) + (count >> 14) + (count >> 25) + 13 + 18 + 1024
     }
+}
+
+/// Compressed members held back behind a deferred first block, in a temporary file (unlinked at
+/// once): they can take tens of MiB, which the page cache holds better than the process, and
+/// which never reach the disk when they are read back within seconds.
+private final class HeldOutput {
+    private let descriptor: Int32
+    private let folder: String
+    private(set) var count = 0
+
+    init(folder: String) throws {
+        self.folder = folder
+        descriptor = try openUnlinkedTemporaryFile(in: folder)
+    }
+
+    deinit { close(descriptor) }
+
+    /// Appends `bytes`.
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw FileIOError(operation: "write", path: folder, code: errno)
+            }
+            offset += written
+        }
+        count += bytes.count
+    }
+
+    /// Writes everything appended to `sink`, in slices.
+    func drain(into sink: any ByteSink) throws {
+        let slice = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { slice.deallocate() }
+        var offset = 0
+        while offset < count {
+            let got = pread(descriptor, slice.baseAddress!, min(slice.count, count - offset), off_t(offset))
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw FileIOError(operation: "read", path: folder, code: errno)
+            }
+            if got == 0 { throw FileIOError(operation: "read", path: folder, code: EIO) }
+            try sink.write(UnsafeRawBufferPointer(rebasing: slice[0..<got]))
+            offset += got
+        }
+    }
+}
+
+/// Where the first block comes from when it comes last.
+private struct DeferredFirstBlock {
+    let isReady: () -> Bool
+    let source: () throws -> [UInt8]
 }
 
 /// One block of input and the gzip member made of it. Owned by the writer while it fills the
@@ -249,7 +373,7 @@ private final class ParallelGzipQueue: @unchecked Sendable {
                 if block.sequence == failingBlock {
                     throw GzipError.zlibFailure(operation: "deflate", code: Z_STREAM_ERROR, detail: "injected failure")
                 }
-                try compress(block, with: stream)
+                try Self.compress(block, with: stream)
                 condition.lock()
                 block.isCompressed = true
                 condition.broadcast()
@@ -277,9 +401,9 @@ private final class ParallelGzipQueue: @unchecked Sendable {
     }
 
     /// Deflates the block's whole input into one gzip member in its output buffer.
-    private func compress(_ block: CompressionBlock, with stream: ZStream) throws {
+    static func compress(_ block: CompressionBlock, with stream: ZStream) throws {
         let z = stream.pointer
-        let resetCode = deflateReset(z)
+        let resetCode = stream.reset()
         guard resetCode == Z_OK else {
             throw GzipError.zlibFailure(operation: "deflateReset", code: resetCode, detail: stream.detail(for: resetCode))
         }

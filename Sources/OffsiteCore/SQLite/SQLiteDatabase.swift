@@ -206,6 +206,12 @@ public final class SQLiteDatabase {
         return (pageCount, restarts)
     }
 
+    /// Writes the dirty pages of this connection's open write transaction to the database file
+    /// without committing it (`sqlite3_db_cacheflush`).
+    public func flushCache() throws {
+        try check(sqlite3_db_cacheflush(handle), "cache flush")
+    }
+
     /// Whether this connection has a transaction open (`BEGIN` … not yet committed).
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 

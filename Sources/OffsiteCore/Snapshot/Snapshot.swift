@@ -52,6 +52,8 @@ public enum SnapshotError: UserFacingError, Equatable {
     case incompleteCopy(path: String)
     /// The final path is the database itself (or a link to it); replacing it would lose the database.
     case destinationIsSource(path: String)
+    /// A copy that was being read while it was made had to start over, so what was read is stale.
+    case changedWhileStreaming(path: String)
 
     public var message: String {
         switch self {
@@ -68,6 +70,8 @@ public enum SnapshotError: UserFacingError, Equatable {
             return "snapshot of \(path) left a write-ahead log behind; the copy is incomplete"
         case let .destinationIsSource(path):
             return "snapshot destination is the database \(path) itself"
+        case let .changedWhileStreaming(path):
+            return "the copy of \(path) started over while it was being compressed"
         }
     }
 
@@ -79,7 +83,7 @@ public enum SnapshotError: UserFacingError, Equatable {
             return "a writer holds long transactions; try again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)"
         case .integrityCheckFailed:
             return "the source database may be damaged; run PRAGMA integrity_check on it and restore from an earlier backup"
-        case .incompleteCopy: return nil
+        case .incompleteCopy, .changedWhileStreaming: return nil
         case .destinationIsSource: return "write snapshots to a separate backup folder"
         }
     }
@@ -125,11 +129,18 @@ public struct SnapshotCheckResult: Sendable, Equatable {
 /// never builds up a burst of dirty pages that the application's own `fsync` would have to wait
 /// behind. In rollback-journal mode the copy is one `sqlite3_backup_step(-1)`: it holds a SHARED
 /// lock that makes a writer's commit wait (on its busy timeout), so pacing would only lengthen that.
+///
+/// A snapshot that is only a scratch copy (`durable` false: shipped and deleted, no local
+/// rotation) is never flushed: nothing needs it after a crash, and its pages, deleted seconds
+/// later, normally never reach the disk at all, so the application's disk is left alone.
 public struct Snapshotter: Sendable {
     /// How long to keep retrying while other connections hold the source locked.
     public var busyRetryLimit: Duration
     /// Bytes copied (and then flushed to disk) per step in WAL mode; 0 copies in one step.
     public var stepBytes: Int
+    /// Whether the snapshot must survive a crash once installed (flushed while it is copied,
+    /// synced when installed); false for a scratch copy.
+    public var durable = true
 
     /// Called after every step of a paced copy with the pages copied and the total; for tests
     /// that slow the copy down to let a writer commit in the middle of it.
@@ -162,14 +173,21 @@ public struct Snapshotter: Sendable {
 
     /// Copies the database at `databasePath` into a new temporary file next to `finalPath`
     /// (mode 0600), without checking it. On failure nothing is left behind.
-    public func copy(of databasePath: String, to finalPath: String) throws -> SnapshotCopy {
+    ///
+    /// With `progress`, the copy can be read while it is being made: `progress` learns the
+    /// temporary file and its final size as soon as the read transaction has begun, and after
+    /// every step how many leading bytes of the file are final (`SnapshotProgress`). The caller
+    /// still gets the copy (or the error) from this method's return, and must call
+    /// `progress.finish(_:)` itself.
+    public func copy(of databasePath: String, to finalPath: String,
+                     progress: SnapshotProgress? = nil) throws -> SnapshotCopy {
         try verifyIsSQLite(databasePath)
         if isSameFile(databasePath, finalPath) { throw SnapshotError.destinationIsSource(path: databasePath) }
         let temporaryPath = makeTemporaryPath(nextTo: finalPath)
         // Created here, exclusively and 0600; SQLite gives its journal files the same mode.
         try FileSink(creating: temporaryPath, mode: 0o600, bufferSize: 1).finish()
         do {
-            let copied = try copyDatabase(from: databasePath, to: temporaryPath)
+            let copied = try copyDatabase(from: databasePath, to: temporaryPath, progress: progress)
             return SnapshotCopy(sourcePath: databasePath, temporaryPath: temporaryPath, finalPath: finalPath,
                                 pageCount: copied.pageCount, readStartedAt: copied.startedAt,
                                 copyDuration: copied.duration, stepCount: copied.steps, restartCount: copied.restarts)
@@ -187,6 +205,8 @@ public struct Snapshotter: Sendable {
         let start = clock.now
         // immutable=1: no locks, no -wal or -shm created; nothing else writes the copy.
         let database = try SQLiteDatabase(path: "file:\(uriEscaped(copy.temporaryPath))?immutable=1", mode: .readOnly)
+        // The check visits every page about once; a large cache would only hold memory.
+        try database.execute("PRAGMA cache_size = -512")
         let report = try database.column(check.pragma)
         guard report == ["ok"] else {
             throw SnapshotError.integrityCheckFailed(path: copy.sourcePath, check: check, report: Array(report.prefix(5)))
@@ -202,8 +222,12 @@ public struct Snapshotter: Sendable {
     public func install(_ copy: SnapshotCopy, checked: SnapshotCheckResult) throws -> SnapshotInfo {
         removeFileIfPresent(copy.temporaryPath + "-wal")
         removeFileIfPresent(copy.temporaryPath + "-shm")
-        try fsyncFile(copy.temporaryPath)
-        try durableRename(from: copy.temporaryPath, to: copy.finalPath)
+        if durable {
+            try fsyncFile(copy.temporaryPath)
+            try durableRename(from: copy.temporaryPath, to: copy.finalPath)
+        } else if rename(copy.temporaryPath, copy.finalPath) != 0 {
+            throw FileIOError(operation: "rename \(copy.temporaryPath) to", path: copy.finalPath, code: errno)
+        }
         return SnapshotInfo(path: copy.finalPath, byteCount: try fileSize(at: copy.finalPath),
                             pageSize: checked.pageSize, pageCount: copy.pageCount,
                             readStartedAt: copy.readStartedAt, copyDuration: copy.copyDuration,
@@ -237,7 +261,7 @@ public struct Snapshotter: Sendable {
 
     /// Copies the source into the (empty) file at `destinationPath`, retrying with a bounded
     /// backoff while the source is locked.
-    private func copyDatabase(from sourcePath: String, to destinationPath: String)
+    private func copyDatabase(from sourcePath: String, to destinationPath: String, progress: SnapshotProgress?)
         throws -> (pageCount: Int, startedAt: Date, duration: Duration, steps: Int, restarts: Int) {
         // Read/write without creating: in WAL mode a reader must be able to create the -shm.
         // SQLite falls back to read-only by itself when the file is write-protected.
@@ -251,20 +275,26 @@ public struct Snapshotter: Sendable {
             let attemptStart = clock.now
             do {
                 let isWAL = try source.scalarText("PRAGMA journal_mode") == "wal"
+                // The copy reads every page once: a page cache would only hold memory (the backup
+                // API reads through it), so it is kept small on both connections.
+                try source.execute("PRAGMA cache_size = -256")
                 // A fresh destination connection per attempt: a failed backup rolls it back.
                 let destination = try SQLiteDatabase(path: destinationPath, mode: .readWrite, busyTimeout: .zero)
                 // The temporary file is thrown away on any failure: no journal, no syncs by SQLite.
-                try destination.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
+                try destination.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -256")
                 if isWAL && stepBytes > 0 {
-                    let result = try pacedCopy(from: source, to: destination)
+                    let result = try pacedCopy(from: source, to: destination, progress: progress)
                     return (result.pageCount, startedAt, clock.now - attemptStart, result.steps, result.restarts)
                 }
+                progress?.begin(path: destinationPath, expectedBytes: try fileSize(at: sourcePath), unstableBytes: 0)
                 let pageCount = try source.copyWholeDatabase(into: destination)
                 return (pageCount, startedAt, clock.now - attemptStart, 1, 0)
             } catch let error as SQLiteError where error.code & 0xff == 26 {  // SQLITE_NOTADB
                 throw SnapshotError.notSQLite(path: sourcePath, isEmpty: false)
             } catch let error as SQLiteError where error.isBusy {
                 if source.isInTransaction { try? source.execute("ROLLBACK") }
+                // Bytes of this attempt may have been read already: they would not be the copy's.
+                if progress?.hasAdvanced == true { throw SnapshotError.changedWhileStreaming(path: sourcePath) }
                 if clock.now + delay > deadline {
                     throw SnapshotError.busy(path: sourcePath, waited: busyRetryLimit)
                 }
@@ -276,21 +306,37 @@ public struct Snapshotter: Sendable {
 
     /// The WAL-mode copy: one read transaction on `source` for the whole copy, steps of
     /// `stepBytes`, the destination flushed to disk after each step.
-    private func pacedCopy(from source: SQLiteDatabase, to destination: SQLiteDatabase)
+    ///
+    /// With `progress`, every step also writes the destination's cached pages to the file
+    /// (`sqlite3_db_cacheflush`) before the flush, so that the first `copied × pageSize` bytes of
+    /// the file are final and can be read by another thread while the copy goes on. The one
+    /// exception is the first page, which SQLite keeps in memory until the copy ends and then
+    /// writes with a few header fields changed (change counter, schema cookie): a reader takes it
+    /// only from the finished file (`SnapshotProgress.finalPrefix`).
+    private func pacedCopy(from source: SQLiteDatabase, to destination: SQLiteDatabase, progress: SnapshotProgress?)
         throws -> (pageCount: Int, steps: Int, restarts: Int) {
         try source.execute("BEGIN")
         defer { if source.isInTransaction { try? source.execute("COMMIT") } }
         // The first read starts the read transaction: from here on the source is one snapshot.
         _ = try source.scalarInt("SELECT count(*) FROM sqlite_schema")
         let pageSize = max(Int(try source.scalarInt("PRAGMA page_size") ?? 4096), 512)
+        let pageTotal = Int(try source.scalarInt("PRAGMA page_count") ?? 0)
+        progress?.begin(path: destination.path, expectedBytes: Int64(pageTotal) * Int64(pageSize),
+                        unstableBytes: Int64(pageSize))
         let flusher = try DataFlusher(path: destination.path)
         var steps = 1
         let result = try source.copyDatabase(into: destination, pagesPerStep: max(stepBytes / pageSize, 1)) { copied, total in
             steps += 1
-            try flusher.flush()
+            if let progress { try destination.flushCache() }
+            if durable { try flusher.flush() }
+            progress?.advance(to: Int64(copied) * Int64(pageSize))
             afterStep?(copied, total)
         }
         try source.execute("COMMIT")
+        if result.restarts > 0, progress != nil {
+            // What was read of the earlier attempt may differ from the final copy.
+            throw SnapshotError.changedWhileStreaming(path: source.path)
+        }
         return (result.pageCount, steps, result.restarts)
     }
 }
