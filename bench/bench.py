@@ -235,6 +235,22 @@ class S3Server:
     def delete_prefix(self, prefix):
         remove(self.prefix_path(prefix))
 
+    def empty_bucket(self):
+        for child in (self.data / BUCKET).iterdir():
+            remove(child)
+
+
+def s3_data_folder():
+    """Where the S3 server keeps its objects: in memory (/dev/shm) when there is room, because it
+    stands for a remote server whose disk writes are not the host's; else in the work folder."""
+    shm = Path("/dev/shm")
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 8 * 1024 * MIB:
+            return shm / f"offsite-bench-s3-{os.getpid()}", "in memory (tmpfs /dev/shm)"
+    except OSError:
+        pass
+    return WORK / "s3data", "on the same disk"
+
 
 # ---------------------------------------------------------------------------------------------
 # The benchmark
@@ -272,7 +288,8 @@ class Bench:
         self.recipient = run([OFFSITE, "keygen", "--output", str(self.identity)], label="offsite keygen").stdout.strip()
         if not self.recipient.startswith("age1"):
             raise BenchFailure("offsite keygen printed no recipient")
-        self.server = S3Server(WORK / "s3data")
+        self.s3_folder, self.s3_where = s3_data_folder()
+        self.server = S3Server(self.s3_folder)
         self.server.start()
         self.env = self.server.client_env()
         self.env["TMPDIR"] = str(WORK / "tmp")  # offsite's snapshot goes to the temporary folder: same disk
@@ -590,6 +607,7 @@ class Bench:
             for _, step in restores[shift:] + restores[:shift]:
                 step(r)
             self.server.delete_prefix(self.restore_inputs[r][0])
+            self.server.empty_bucket()
         for w in range(1, WRITER_RUNS + 1):
             log(f"== {size} MiB: the writer, {WRITER_SECONDS} s at {WRITER_RATE} tx/s ({w} of {WRITER_RUNS})")
             self.writer_run(size, db, False, w)
@@ -607,6 +625,8 @@ class Bench:
         finally:
             if getattr(self, "server", None):
                 self.server.stop()
+                if str(self.s3_folder).startswith("/dev/shm/"):
+                    remove(self.s3_folder)  # memory, not disk: never left behind
         self.elapsed = time.monotonic() - started
         report = Report(self).markdown()
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
@@ -616,7 +636,7 @@ class Bench:
         if not KEEP_WORK:
             for size in SIZES:
                 remove(WORK / f"db-{size}")
-        remove(WORK / "s3data", WORK / "out", WORK / "tmp", WORK / "restic-cache", WORK / "identity.txt")
+        remove(self.s3_folder, WORK / "out", WORK / "tmp", WORK / "restic-cache", WORK / "identity.txt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,7 +686,7 @@ def disk_description(path):
             kind = {"1": "rotational disk", "0": "non-rotational (SSD)"}.get(flag, "unknown kind")
         model_file = Path(f"/sys/block/{base}/device/model")
         model = model_file.read_text().strip() if model_file.exists() else ""
-        return f"{source} ({fstype}), {kind}{', ' + model if model else ''}; work folder, databases and S3 data on it"
+        return f"{source} ({fstype}), {kind}{', ' + model if model else ''}; work folder and databases on it"
     except (OSError, ValueError, IndexError, BenchFailure):
         return "unknown"
 
@@ -852,15 +872,19 @@ class Report:
             "",
             "- Every tool reads the same generated CRM database (WAL mode, idle while measured), from the page "
             "cache (each tool's input is read once right before it runs); outputs go to the same disk.",
-            "- S3 is `rclone serve s3` on 127.0.0.1 over a local folder on the same disk (its CPU is not counted "
-            "for any tool); \"stored\" is the bytes under the tool's prefix in that folder.",
+            f"- S3 is `rclone serve s3` on 127.0.0.1 over a folder {self.bench.s3_where}: it stands for a remote "
+            "server, whose own disk writes are not the host's (its CPU, on the same cores, is not counted for any "
+            "tool); \"stored\" is the bytes under the tool's prefix in that folder.",
             "- Wall: monotonic clock around the command. CPU: user+sys and peak RSS from GNU `/usr/bin/time -v`. "
             "For the shell pipelines, `/usr/bin/time -v bash -c …`: CPU is the sum over all its processes, "
             "peak RSS the largest single process (the AWS CLI), not the sum.",
             "- Runs alternate: run N goes through every tool once, each run starting at a different tool; "
             "restores come after that run's backups.",
+            "- offsite is built as the container ships it (`swift build -c release --static-swift-stdlib`).",
             "- offsite: one `offsite backup` process per run (snapshot with the backup API into $TMPDIR on the "
-            "same disk, quick_check, gzip, age, multipart upload), a fresh prefix each run. "
+            "same disk, read and compressed while it is copied, quick_check, gzip, age, multipart upload), a fresh "
+            "prefix each run. The configuration has no local rotation, so the snapshot is a scratch copy that is "
+            "never flushed to disk (with a local rotation it is flushed in 8 MiB steps while it is copied). "
             "`offsite restore` downloads the level-6 object of the same run and includes its quick_check. "
             "The baseline `age -d | gunzip` reads the same object already on disk (no download).",
             "- restic: a new repository (`restic init --repository-version 2`, untimed) for every run, since a "

@@ -49,10 +49,12 @@ for tool in restic pigz age sqlite3 gzip rclone litestream aws; do
 done
 [ -x /usr/bin/time ] || { echo "error: /usr/bin/time (Debian package time) is missing" >&2; exit 1; }
 
-echo "building offsite (release)" >&2
-swift build -c release --product offsite >/dev/null
-swift build -c release --product offsite-crm >/dev/null
-BENCH_BIN="$(swift build -c release --show-bin-path)"
+# Built as the container ships it (Dockerfile): release, with the Swift runtime linked in.
+echo "building offsite (release, static Swift runtime)" >&2
+build=(swift build -c release --static-swift-stdlib)
+"${build[@]}" --product offsite >/dev/null
+"${build[@]}" --product offsite-crm >/dev/null
+BENCH_BIN="$("${build[@]}" --show-bin-path)"
 export BENCH_BIN
 
 exec python3 bench/bench.py

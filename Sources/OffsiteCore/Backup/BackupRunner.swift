@@ -147,7 +147,12 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         let count = CountingSink(next: fan)
         fanOut = fan
         counter = count
-        streamError = streamSnapshot(snapshotJob.progress, job: job, spillFolder: folder, into: count)
+        // Reading, like compressing and encrypting, only takes CPU time the application leaves:
+        // of the whole backup, only the copy runs at the application's own priority.
+        let progress = snapshotJob.progress
+        streamError = onBackgroundThread(named: "offsite-read") {
+            streamSnapshot(progress, job: job, spillFolder: folder, into: count)
+        }
     }
 
     // Nothing is visible yet; the check decides whether anything ever will be.
@@ -225,6 +230,42 @@ private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillF
         handOff.abandon()
         return error
     }
+}
+
+/// Runs `body` on a thread of its own in the background scheduling class (`yieldToTheApplication`)
+/// and returns what it returns; the caller waits meanwhile, so `body` may use what the caller owns.
+func onBackgroundThread<T>(named name: String, _ body: () -> T) -> T {
+    withoutActuallyEscaping(body) { escapable in
+        let handoff = BackgroundHandoff<T>()
+        handoff.body = escapable
+        let thread = Thread {
+            yieldToTheApplication()
+            let result = handoff.body!()
+            handoff.condition.lock()
+            handoff.result = result
+            handoff.finished = true
+            handoff.condition.broadcast()
+            handoff.condition.unlock()
+        }
+        thread.name = name
+        thread.start()
+        handoff.condition.lock()
+        while !handoff.finished { handoff.condition.wait() }
+        let result = handoff.result!
+        handoff.condition.unlock()
+        handoff.body = nil
+        return result
+    }
+}
+
+/// What `onBackgroundThread` hands to its thread and back.
+private final class BackgroundHandoff<T>: @unchecked Sendable {
+    // @unchecked: `body` is set before the thread starts; `result` and `finished` are written by
+    // the thread and read by the caller under `condition`.
+    var body: (() -> T)?
+    var result: T?
+    var finished = false
+    let condition = NSCondition()
 }
 
 /// The snapshot of one backup, taken on a thread of its own: the copy (at the caller's priority,
