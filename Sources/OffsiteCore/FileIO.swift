@@ -48,7 +48,7 @@ private func failure(_ operation: String, _ path: String) -> FileIOError {
 }
 
 /// Opens `path` with `flags` (and `mode` when creating), retrying on EINTR.
-private func openDescriptor(_ path: String, _ flags: Int32, _ mode: mode_t = 0, operation: String) throws -> Int32 {
+func openDescriptor(_ path: String, _ flags: Int32, _ mode: mode_t = 0, operation: String) throws -> Int32 {
     while true {
         let descriptor = open(path, flags | O_CLOEXEC, mode)
         if descriptor >= 0 { return descriptor }
@@ -57,7 +57,7 @@ private func openDescriptor(_ path: String, _ flags: Int32, _ mode: mode_t = 0, 
 }
 
 /// Writes all `count` bytes at `start` to `descriptor`, retrying short writes and EINTR.
-private func writeFully(_ descriptor: Int32, _ start: UnsafeRawPointer, _ count: Int, path: String) throws {
+func writeFully(_ descriptor: Int32, _ start: UnsafeRawPointer, _ count: Int, path: String) throws {
     var written = 0
     while written < count {
         let result = write(descriptor, start + written, count - written)
@@ -66,6 +66,24 @@ private func writeFully(_ descriptor: Int32, _ start: UnsafeRawPointer, _ count:
             throw failure("write", path)
         }
         written += result
+    }
+}
+
+/// Writes the bytes from `start` up to `end` of the open file `descriptor` to `sink`, through
+/// `buffer`; the range must be in the file. `path` names the file in errors.
+func writeRange(of descriptor: Int32, from start: Int64, to end: Int64, into sink: any ByteSink,
+                buffer: UnsafeMutableRawBufferPointer, path: String) throws {
+    var offset = start
+    while offset < end {
+        let count = Int(min(Int64(buffer.count), end - offset))
+        let got = pread(descriptor, buffer.baseAddress!, count, off_t(offset))
+        if got < 0 {
+            if errno == EINTR { continue }
+            throw failure("read", path)
+        }
+        if got == 0 { throw FileIOError(operation: "read", path: path, code: EIO) }
+        try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+        offset += Int64(got)
     }
 }
 

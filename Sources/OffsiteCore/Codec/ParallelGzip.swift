@@ -253,15 +253,7 @@ private final class HeldOutput {
 
     /// Appends `bytes`.
     func append(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw FileIOError(operation: "write", path: folder, code: errno)
-            }
-            offset += written
-        }
+        try writeFully(descriptor, bytes.baseAddress!, bytes.count, path: folder)
         count += bytes.count
     }
 
@@ -269,17 +261,7 @@ private final class HeldOutput {
     func drain(into sink: any ByteSink) throws {
         let slice = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { slice.deallocate() }
-        var offset = 0
-        while offset < count {
-            let got = pread(descriptor, slice.baseAddress!, min(slice.count, count - offset), off_t(offset))
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw FileIOError(operation: "read", path: folder, code: errno)
-            }
-            if got == 0 { throw FileIOError(operation: "read", path: folder, code: EIO) }
-            try sink.write(UnsafeRawBufferPointer(rebasing: slice[0..<got]))
-            offset += got
-        }
+        try writeRange(of: descriptor, from: 0, to: Int64(count), into: sink, buffer: slice, path: folder)
     }
 }
 

@@ -94,23 +94,8 @@ public final class SnapshotProgress: @unchecked Sendable {
 
     /// Waits for the copy to end and returns its first `count` bytes (fewer if it is shorter).
     public func finalPrefix(count: Int) throws -> [UInt8] {
-        let size = try waitForEnd()
-        let path = condition.withLock { self.path! }
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileIOError(operation: "open", path: path, code: errno) }
-        defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: Int(min(Int64(count), size)))
-        var filled = 0
-        while filled < bytes.count {
-            let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress! + filled, $0.count - filled, off_t(filled)) }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw FileIOError(operation: "read", path: path, code: errno)
-            }
-            if got == 0 { throw FileIOError(operation: "read", path: path, code: EIO) }
-            filled += got
-        }
-        return bytes
+        _ = try waitForEnd()
+        return try readPrefix(of: condition.withLock { path! }, count: count)
     }
 
     /// Reads the copy from `start` to its end into `sink` as it becomes final; returns the bytes
@@ -118,24 +103,16 @@ public final class SnapshotProgress: @unchecked Sendable {
     public func read(into sink: any ByteSink, from start: Int64 = 0, bufferSize: Int = 1 << 20) throws -> Int64 {
         _ = try waitForStart()
         let path = condition.withLock { self.path! }
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileIOError(operation: "open", path: path, code: errno) }
+        let descriptor = try openDescriptor(path, O_RDONLY, operation: "open")
         defer { close(descriptor) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bufferSize, 1), alignment: 16)
         defer { buffer.deallocate() }
         var offset = start
         while true {
             let (limit, isEnd) = try waitForBytes(after: offset)
-            while offset < limit {
-                let count = Int(min(Int64(buffer.count), limit - offset))
-                let got = pread(descriptor, buffer.baseAddress!, count, off_t(offset))
-                if got < 0 {
-                    if errno == EINTR { continue }
-                    throw FileIOError(operation: "read", path: path, code: errno)
-                }
-                if got == 0 { throw FileIOError(operation: "read", path: path, code: EIO) }
-                try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
-                offset += Int64(got)
+            if limit > offset {
+                try writeRange(of: descriptor, from: offset, to: limit, into: sink, buffer: buffer, path: path)
+                offset = limit
             }
             if isEnd { return offset - start }
         }
