@@ -43,7 +43,6 @@ public final class ParallelGzipCompressor: ByteSink {
     private var deferredFirst: DeferredFirstBlock?
     /// Members after the deferred first one, in order, waiting for it (writer-owned).
     private var held: HeldOutput?
-    private var heldCount = 0
     /// The most bytes of members `held` keeps before `write` waits for the first block.
     private var holdLimit = 0
     /// Where `held` keeps them.
@@ -121,18 +120,17 @@ public final class ParallelGzipCompressor: ByteSink {
         if reused != nil { spare.append(block) }
         if let held { try held.drain(into: next) }
         held = nil
-        heldCount = 0
     }
 
     /// Writes a compressed member to `next`, or holds it while the first block is still to come.
     private func emit(_ block: CompressionBlock) throws {
         if deferredFirst != nil, deferredFirst!.isReady() { try writeDeferredFirst() }
         if deferredFirst != nil {
-            if heldCount + block.outputCount <= holdLimit {
-                if held == nil { held = try HeldOutput(folder: spillFolder) }
-                try held!.append(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
-                heldCount += block.outputCount
-                peakHeldBytes = max(peakHeldBytes, heldCount)
+            if (held?.count ?? 0) + block.outputCount <= holdLimit {
+                let spill = try held ?? HeldOutput(folder: spillFolder)
+                held = spill
+                try spill.append(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+                peakHeldBytes = max(peakHeldBytes, spill.count)
                 return
             }
             try writeDeferredFirst()
