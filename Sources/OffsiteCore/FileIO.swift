@@ -95,12 +95,21 @@ private func syncDescriptor(_ descriptor: Int32, path: String) throws {
     }
 }
 
+/// Writes the file at `path`'s data and metadata to disk (fsync).
+func syncFile(at path: String) throws {
+    let descriptor = try openDescriptor(path, O_RDONLY, operation: "open")
+    defer { close(descriptor) }
+    try syncDescriptor(descriptor, path: path)
+}
+
 /// A sink that writes into a new file: created exclusively (never overwrites) with mode 0600,
 /// written through a fixed buffer, and made durable by `finish()` (flush, fsync, close).
 /// A sink dropped before `finish()` closes its file but leaves it on disk: call `discard()`.
 public final class FileSink: ByteSink {
     /// The file being written.
     public let path: String
+    /// Whether `finish()` fsyncs; without, the caller syncs the file itself (`syncFile(at:)`).
+    private let syncsOnFinish: Bool
     private var descriptor: Int32
     private let buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
@@ -108,8 +117,10 @@ public final class FileSink: ByteSink {
     public private(set) var byteCount: Int64 = 0
 
     /// Creates `path` (failing with EEXIST when it exists) with `mode`, buffering `bufferSize` bytes.
-    public init(creating path: String, mode: mode_t = 0o600, bufferSize: Int = 1 << 20) throws {
+    /// With `syncsOnFinish` false, `finish()` only flushes and closes.
+    public init(creating path: String, mode: mode_t = 0o600, bufferSize: Int = 1 << 20, syncsOnFinish: Bool = true) throws {
         self.path = path
+        self.syncsOnFinish = syncsOnFinish
         descriptor = try openDescriptor(path, O_WRONLY | O_CREAT | O_EXCL, mode, operation: "create")
         // The umask may have narrowed the mode; set exactly what was asked for.
         if fchmod(descriptor, mode) != 0 {
@@ -144,11 +155,11 @@ public final class FileSink: ByteSink {
         byteCount += Int64(bytes.count)
     }
 
-    /// Writes out the buffer, fsyncs and closes the file.
+    /// Writes out the buffer, fsyncs (unless told not to) and closes the file.
     public func finish() throws {
         guard descriptor >= 0 else { throw FileIOError(operation: "finish", path: path, code: EBADF) }
         try flushBuffer()
-        try syncDescriptor(descriptor, path: path)
+        if syncsOnFinish { try syncDescriptor(descriptor, path: path) }
         let descriptor = self.descriptor
         self.descriptor = -1
         if close(descriptor) != 0 { throw failure("close", path) }

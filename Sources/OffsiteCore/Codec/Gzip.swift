@@ -223,9 +223,16 @@ public final class GzipDecompressor: ByteSink {
     private var completedMembers = 0
 
     /// Creates a decompressor that writes the decompressed bytes to `next`.
-    public init(next: any ByteSink) throws {
+    public convenience init(next: any ByteSink) throws {
+        try self.init(next: next, afterMembers: 0)
+    }
+
+    /// Creates a decompressor for the rest of a stream of which `afterMembers` whole members were
+    /// already decoded elsewhere (it then reports bytes that are not a member as trailing garbage).
+    init(next: any ByteSink, afterMembers: Int) throws {
         stream = try ZStream(direction: .inflate)
         self.next = next
+        completedMembers = afterMembers
         output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
     }
 

@@ -62,13 +62,13 @@ public func chooseBackup(for job: RestoreJob) throws -> RemoteBackup {
 }
 
 /// Downloads, decrypts and decompresses `backup` from `target` into a new temporary file in
-/// `folder`, checks it is a SQLite database that passes `check`, fsyncs it and returns its path
-/// with what the check found. On any failure nothing is left behind.
+/// `folder`, checks it is a SQLite database that passes `check` while it is fsynced, and returns
+/// its path with what the check found. On any failure nothing is left behind.
 func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: DecryptionKeys, check: IntegrityCheck,
                    folder: String, progress: ProgressMeter?) throws -> (path: String, info: DatabaseFileInfo) {
     let temporary = "\(folder)/.\(backup.database).restore-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
     do {
-        let file = try FileSink(creating: temporary)
+        let file = try FileSink(creating: temporary, syncsOnFinish: false)
         // Download, decryption, decompression and writing each run on their own thread, joined by
         // bounded queues: constant memory, and the slowest stage sets the pace.
         let stages = try makeRestorePipeline(format: backup.format, keys: keys, into: file)
@@ -87,7 +87,8 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
             file.discard()
             throw error
         }
-        let info = try verifyDatabaseFile(at: temporary, check: check)
+        // The check reads the file from the page cache; writing it to disk can go on meanwhile.
+        let info = try whileSyncing(temporary) { try verifyDatabaseFile(at: temporary, check: check) }
         return (temporary, info)
     } catch {
         removeDatabaseFiles(temporary)
@@ -95,19 +96,43 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
     }
 }
 
+/// Runs `body` while the file at `path` is fsynced on a thread of its own; returns what `body`
+/// returns once both are done. `body`'s error comes first, then the sync's.
+func whileSyncing<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    let outcome = SyncOutcome()
+    let thread = Thread {
+        do { try syncFile(at: path) } catch { outcome.error = error }
+        outcome.done.signal()
+    }
+    thread.name = "offsite-restore-sync"
+    thread.start()
+    let result = Result { try body() }
+    outcome.done.wait()
+    let value = try result.get()
+    if let error = outcome.error { throw error }
+    return value
+}
+
+/// How the sync of `whileSyncing` ended.
+private final class SyncOutcome: @unchecked Sendable {
+    // @unchecked: `error` is written by the thread before `done` is signalled, read after.
+    var error: Error?
+    let done = DispatchSemaphore(value: 0)
+}
+
 /// The restore stages as a chain of threads: what is written to `head` is decrypted (for the
-/// encrypted format) on one thread, decompressed on another and written to `sink` on a third.
+/// encrypted format) on one thread, and decompressed on another, which inflates whole members on
+/// every core and writes them to `sink` in order (while the workers go on with the next ones).
 /// `handOffs` are the queues between them, from the head down, for abandoning on failure.
 func makeRestorePipeline(format: PayloadFormat, keys: DecryptionKeys, into sink: any ByteSink)
     throws -> (head: any ByteSink, handOffs: [ThreadedSink]) {
-    let toFile = ThreadedSink(next: sink, name: "offsite-restore-write")
-    let toDecompressor = ThreadedSink(next: try GzipDecompressor(next: toFile), name: "offsite-restore-gunzip")
+    let toDecompressor = ThreadedSink(next: try ParallelGzipDecompressor(next: sink), name: "offsite-restore-gunzip")
     switch format {
     case .plain:
-        return (toDecompressor, [toDecompressor, toFile])
+        return (toDecompressor, [toDecompressor])
     case .encrypted:
         let toDecryptor = ThreadedSink(next: try makeAgeDecryptor(keys: keys, next: toDecompressor), name: "offsite-restore-decrypt")
-        return (toDecryptor, [toDecryptor, toDecompressor, toFile])
+        return (toDecryptor, [toDecryptor, toDecompressor])
     }
 }
 
