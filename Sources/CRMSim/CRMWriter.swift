@@ -39,6 +39,12 @@ public struct WriterReport: Sendable, Equatable, Codable {
     }
 }
 
+/// One committed transaction: when it began (seconds from the run's start) and how long it took.
+public struct WriterSample: Sendable, Equatable {
+    public var beganSeconds: Double
+    public var milliseconds: Double
+}
+
 /// Imitates the live CRM application: short write transactions at a steady rate on its own
 /// connection (WAL, synchronous=NORMAL, 5 s busy timeout), each adding an activity log entry and
 /// sometimes a comment, a status change, a new lead or a notification, and keeping
@@ -59,6 +65,14 @@ public final class CRMWriter: @unchecked Sendable {
     private var stopRequested = false
     private var isRunning = false
     private var outcome: Result<WriterReport, any Error>?
+    private var recordedTimeline: [WriterSample] = []
+
+    /// Every committed transaction of the last run: when it began and how long it took.
+    public var timeline: [WriterSample] {
+        condition.lock()
+        defer { condition.unlock() }
+        return recordedTimeline
+    }
 
     /// Prepares a writer for the CRM database at `path` at `rate` transactions per second.
     public init(path: String, rate: Double, seed: UInt64 = 1) throws {
@@ -130,6 +144,7 @@ public final class CRMWriter: @unchecked Sendable {
         let end = duration.map { started + $0 }
         let interval = Duration.seconds(1 / rate)
         var latencies: [Double] = []
+        var samples: [WriterSample] = []
         var busyErrors = 0, otherErrors = 0
         var firstError: String?
         var lastCommit = started
@@ -149,6 +164,7 @@ public final class CRMWriter: @unchecked Sendable {
                 try session.writeOneTransaction()
                 let committed = clock.now
                 latencies.append((committed - begin).milliseconds)
+                samples.append(WriterSample(beganSeconds: (begin - started).seconds, milliseconds: (committed - begin).milliseconds))
                 longestStall = max(longestStall, committed - lastCommit)
                 lastCommit = committed
             } catch let error as SQLiteError where error.isBusy {
@@ -161,6 +177,9 @@ public final class CRMWriter: @unchecked Sendable {
         }
         let finished = clock.now
         longestStall = max(longestStall, finished - lastCommit)
+        condition.lock()
+        recordedTimeline = samples
+        condition.unlock()
         latencies.sort()
         func percentile(_ p: Double) -> Double {
             latencies.isEmpty ? 0 : latencies[Int((Double(latencies.count - 1) * p).rounded())]

@@ -86,11 +86,12 @@ let usages = [
         give the same rows (default seed 1). Refuses to overwrite an existing file.
         """,
     "write": """
-        usage: offsite-crm write --db PATH --rate R --duration SECONDS [--seed S] [--json]
+        usage: offsite-crm write --db PATH --rate R --duration SECONDS [--seed S] [--json] [--trace FILE]
 
         Runs short application-like write transactions at R per second for SECONDS, then prints the
         report (commits, busy errors, commit latency p50/p99/max, achieved rate, longest stall);
-        --json prints it as JSON. Exits 1 when any transaction failed.
+        --json prints it as JSON; --trace writes one line per committed transaction to FILE (seconds
+        from the start when it began, milliseconds it took). Exits 1 when any transaction failed.
         """,
     "check": """
         usage: offsite-crm check --db PATH
@@ -123,9 +124,13 @@ func execute(_ arguments: [String]) throws -> Int32 {
         print("generated \(try options.string("out")): \(stats.summary)")
         return 0
     case "write":
-        let options = try Options(rest, valued: ["db", "rate", "duration", "seed"], flagged: ["json"])
+        let options = try Options(rest, valued: ["db", "rate", "duration", "seed", "trace"], flagged: ["json"])
         let writer = try CRMWriter(path: try options.string("db"), rate: try options.number("rate"), seed: try options.seed())
         let report = try writer.run(duration: .seconds(try options.number("duration")))
+        if let trace = try? options.string("trace") {
+            let lines = writer.timeline.map { String(format: "%.4f %.3f\n", $0.beganSeconds, $0.milliseconds) }
+            try Data(lines.joined().utf8).write(to: URL(fileURLWithPath: trace))
+        }
         if options.has("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

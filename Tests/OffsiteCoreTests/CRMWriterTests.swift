@@ -14,8 +14,14 @@ import Testing
         let folder = try ScratchFolder("crm")
         let path = try CRMFixture.copy(into: folder)
         let before = try counters(path)
-        let report = try CRMWriter(path: path, rate: 100, seed: 3).run(duration: .seconds(2))
+        let writer = try CRMWriter(path: path, rate: 100, seed: 3)
+        let report = try writer.run(duration: .seconds(2))
         #expect(report.busyErrors == 0)
+        // The timeline holds every commit, in order, with the latencies the report summarises.
+        let timeline = writer.timeline
+        #expect(timeline.count == report.committed)
+        #expect(zip(timeline, timeline.dropFirst()).allSatisfy { $0.beganSeconds < $1.beganSeconds })
+        #expect(timeline.map(\.milliseconds).max() == report.latencyMaxMilliseconds)
         #expect(report.otherErrors == 0, "\(report.firstError ?? "")")
         #expect(report.committed >= 180, "\(report.summary)")
         #expect(report.achievedRate >= 90, "\(report.summary)")
