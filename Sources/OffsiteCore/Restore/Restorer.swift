@@ -69,8 +69,8 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
     let temporary = "\(folder)/.\(backup.database).restore-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
     do {
         let file = try FileSink(creating: temporary, syncsOnFinish: false)
-        // Download, decryption, decompression and writing each run on their own thread, joined by
-        // bounded queues: constant memory, and the slowest stage sets the pace.
+        // Download, decryption and decompression (with the writing) each run on their own thread,
+        // joined by bounded queues: constant memory, and the slowest stage sets the pace.
         let stages = try makeRestorePipeline(format: backup.format, keys: keys, into: file)
         do {
             var head = stages.head
