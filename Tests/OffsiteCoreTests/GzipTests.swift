@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// Writes `data` to `sink` in pieces whose sizes cycle through `pattern`.
-private func write(_ data: Data, to sink: any ByteSink, splitting pattern: [Int] = [1, 7, 4093, 65_539, 3, 300_001]) throws {
+/// Writes `data` to `sink` in pieces whose sizes cycle through `pattern` (shared by the codec tests).
+func write(_ data: Data, to sink: any ByteSink, splitting pattern: [Int] = [1, 7, 4093, 65_539, 3, 300_001]) throws {
     var offset = 0
     var index = 0
     while offset < data.count {

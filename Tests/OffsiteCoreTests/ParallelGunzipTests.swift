@@ -36,18 +36,6 @@ private struct SeededGenerator: RandomNumberGenerator {
     }
 }
 
-/// Writes `data` in pieces whose sizes cycle through `pattern`.
-private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
-    var offset = 0
-    var index = 0
-    while offset < data.count {
-        let size = min(pattern[index % pattern.count], data.count - offset)
-        try sink.write(data.subdata(in: offset..<offset + size))
-        offset += size
-        index += 1
-    }
-}
-
 @Suite struct ParallelGunzipTests {
     static let memberSize = 64 * 1024
 
@@ -72,7 +60,7 @@ private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
         -> (data: Data, decoder: ParallelGzipDecompressor, finished: Bool) {
         let sink = DataSink()
         let decoder = try ParallelGzipDecompressor(memberSize: Self.memberSize, workerCount: workers, next: sink)
-        try feed(gzip, to: decoder, pattern: pattern)
+        try write(gzip, to: decoder, splitting: pattern)
         try decoder.finish()
         return (sink.data, decoder, sink.isFinished)
     }
@@ -149,7 +137,7 @@ private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
         let sink = DataSink()
         let decoder = try ParallelGzipDecompressor(memberSize: Self.memberSize, workerCount: 2, next: sink)
         #expect(throws: GzipError.self) {
-            try feed(Data(gzip), to: decoder, pattern: [30_000])
+            try write(Data(gzip), to: decoder, splitting: [30_000])
             try decoder.finish()
         }
         #expect(!sink.isFinished)
@@ -169,7 +157,7 @@ private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
             let sink = DataSink()
             let decoder = try ParallelGzipDecompressor(memberSize: Self.memberSize, workerCount: 2, next: sink)
             #expect(throws: expected) {
-                try feed(input, to: decoder, pattern: [40_000])
+                try write(input, to: decoder, splitting: [40_000])
                 try decoder.finish()
             }
             #expect(!sink.isFinished)
@@ -184,7 +172,7 @@ private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
         try compressor.finish()
         let output = DataSink()
         let decoder = try ParallelGzipDecompressor(next: output)
-        try feed(sink.data, to: decoder, pattern: [2 << 20])
+        try write(sink.data, to: decoder, splitting: [2 << 20])
         try decoder.finish()
         #expect(output.data == original)
         #expect(decoder.parallelSegments == 5)

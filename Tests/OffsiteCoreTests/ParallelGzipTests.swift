@@ -2,18 +2,6 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// Writes `data` in pieces whose sizes cycle through `pattern`.
-private func feed(_ data: Data, to sink: any ByteSink, pattern: [Int]) throws {
-    var offset = 0
-    var index = 0
-    while offset < data.count {
-        let size = min(pattern[index % pattern.count], data.count - offset)
-        try sink.write(data.subdata(in: offset..<offset + size))
-        offset += size
-        index += 1
-    }
-}
-
 /// Counts how many gzip members a stream holds by decoding it member by member.
 private func memberCount(_ gzip: Data) throws -> Int {
     final class Counter: ByteSink {
@@ -41,7 +29,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
     private func compress(_ data: Data, level: Int = 6, workers: Int = 3, pattern: [Int] = [100_000]) throws -> Data {
         let sink = DataSink()
         let compressor = try ParallelGzipCompressor(level: level, blockSize: Self.blockSize, workerCount: workers, next: sink)
-        try feed(data, to: compressor, pattern: pattern)
+        try write(data, to: compressor, splitting: pattern)
         try compressor.finish()
         #expect(sink.isFinished)
         return sink.data
@@ -58,7 +46,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
     private func decompress(_ gzip: Data) throws -> Data {
         let sink = DataSink()
         let decoder = try GzipDecompressor(next: sink)
-        try feed(gzip, to: decoder, pattern: [4096, 1, 77_777])
+        try write(gzip, to: decoder, splitting: [4096, 1, 77_777])
         try decoder.finish()
         return sink.data
     }
@@ -95,7 +83,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
         let compressor = try ParallelGzipCompressor(level: 6, blockSize: 1024, workerCount: 2, failingBlock: 3, next: sink)
         let data = mixedTestData(count: 64 * 1024)
         #expect(throws: GzipError.self) {
-            try feed(data, to: compressor, pattern: [1000])
+            try write(data, to: compressor, splitting: [1000])
             try compressor.finish()
         }
         #expect(!sink.isFinished)
@@ -111,7 +99,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
         }
         let compressor = try ParallelGzipCompressor(level: 1, blockSize: 1024, workerCount: 2, next: Failing())
         #expect(throws: Failing.Broken.self) {
-            try feed(mixedTestData(count: 100_000), to: compressor, pattern: [5000])
+            try write(mixedTestData(count: 100_000), to: compressor, splitting: [5000])
             try compressor.finish()
         }
         #expect(throws: GzipError.streamEnded) { try compressor.finish() }
@@ -126,7 +114,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
         // 100 blocks through 2 workers: never more than 4 blocks (input and output buffers) exist.
         let gate = Gate()
         let compressor = try ParallelGzipCompressor(level: 1, blockSize: 1024, workerCount: 2, next: gate)
-        try feed(mixedTestData(count: 100 * 1024), to: compressor, pattern: [10_000])
+        try write(mixedTestData(count: 100 * 1024), to: compressor, splitting: [10_000])
         try compressor.finish()
         #expect(compressor.allocatedBlockCount <= 4)
         #expect(gate.bytes > 0)
@@ -144,7 +132,7 @@ private func memberCount(_ gzip: Data) throws -> Int {
             asked.count += 1
             return first
         }
-        try feed(Data(data.dropFirst(Self.blockSize)), to: compressor, pattern: [10_000, 65_537])
+        try write(Data(data.dropFirst(Self.blockSize)), to: compressor, splitting: [10_000, 65_537])
         try compressor.finish()
         #expect(sink.isFinished)
         return (sink.data, compressor.peakHeldBytes, asked.count)
