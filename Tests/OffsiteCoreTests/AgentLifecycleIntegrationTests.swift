@@ -92,6 +92,10 @@ import Testing
         case .s3: #expect(try workspace.openUploads() == 1, "the crash left its multipart upload open")
         case .folder: #expect(AgentWorkspace.temporaryFiles(under: workspace.remoteFolder).count == 1)
         }
+        // Another agent's upload in progress, of a database this one does not back up, under the
+        // same prefix: the cleanup must leave it alone.
+        let neighbours = try target.makeUpload(key: "neighbour/in-progress.bin")
+        try neighbours.write(Data(repeating: 3, count: 33 << 20))  // two full parts: a multipart upload on S3
 
         let next = try AgentProcess(workspace, label: "next")
         let done = try await next.waitFor("backup.done", timeout: 90, where: { $0["db"] == "big" })
@@ -99,6 +103,16 @@ import Testing
         #expect(next.events("leftovers.removed", where: { $0["target"] == workspace.targetName }).count == 1,
                 "the startup cleanup removed the crash's leftovers; log:\n\(next.log)")
         #expect(try await next.terminate() == 0)
+        switch kind {
+        case .s3: #expect(try workspace.openUploads() == 1, "the neighbour's upload is still open")
+        case .folder:
+            #expect(AgentWorkspace.temporaryFiles(under: workspace.remoteFolder).filter { $0.hasPrefix("neighbour/") }.count == 1,
+                    "the neighbour's temporary is still there")
+        }
+        try neighbours.write(Data(repeating: 4, count: 1000))
+        try neighbours.commit()
+        #expect(try target.list(prefix: "neighbour/").map(\.size) == [(33 << 20) + 1000], "and it completes")
+        try target.delete(key: "neighbour/in-progress.bin")
 
         let backups = try workspace.backups(of: "big")
         #expect(backups.map(\.id.description) == [done["id"]].compactMap { $0 })

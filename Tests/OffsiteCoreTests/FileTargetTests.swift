@@ -28,7 +28,8 @@ import Testing
         let names = try FileManager.default.contentsOfDirectory(atPath: "\(root)/crm")
         #expect(names.contains { $0.hasSuffix(FileTarget.temporarySuffix) })
         #expect(try target.list(prefix: "").map(\.key) == ["crm/x.bin"])
-        #expect(target.removeStaleTemporaries() == 1)
+        #expect(target.removeStaleTemporaries(inFolder: "other") == 0, "another database's folder")
+        #expect(target.removeStaleTemporaries(inFolder: "crm") == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(root)/crm") == ["x.bin"])
         crashed.abort()
     }

@@ -62,7 +62,11 @@ import Testing
             #expect(try target.openUploads().count == 2)
         }
         Thread.sleep(forTimeInterval: 1.1)  // the servers report start times in whole seconds
-        #expect(try target.abortStaleUploads(olderThan: .zero) == 2)
+        // One database's folder: another database's upload under the same prefix stays open.
+        #expect(try target.abortStaleUploads(olderThan: .zero, inFolder: "d") == 0, "a folder is matched whole")
+        #expect(try target.abortStaleUploads(olderThan: .zero, inFolder: "db") == 1)
+        #expect(try target.openUploads().map { $0.key.hasSuffix("/other/left-open.bin") } == [true])
+        #expect(try target.abortStaleUploads(olderThan: .zero) == 1)
         #expect(try target.openUploads().isEmpty)
         #expect(try neighbour.openUploads().count == 1, "uploads outside the prefix are left alone")
         #expect(try neighbour.abortStaleUploads(olderThan: .zero) == 1)

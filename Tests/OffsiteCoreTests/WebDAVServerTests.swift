@@ -135,7 +135,9 @@ import Testing
         #expect(try target.list(prefix: "").map(\.key) == ["db/kept.bin"], "temporaries are never listed")
 
         #expect(try target.removeStaleTemporaries(olderThan: .seconds(3600)) == 0, "a recent temporary may still be uploading")
-        #expect(try target.removeStaleTemporaries(olderThan: .zero) == 1)
+        #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "d") == 0, "a folder is matched whole")
+        #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "other") == 0, "another database's folder")
+        #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "db") == 1)
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["db", "db/kept.bin"])
         #expect(try download(from: target, key: "db/kept.bin") == Data("kept".utf8))
     }

@@ -1,30 +1,32 @@
 import Foundation
 
 /// Targets that can find and remove what a crash left behind: temporary files, open multipart
-/// uploads. The agent calls this at startup, holding its lock.
+/// uploads. The agent calls this, holding its lock, for each database it backs up: only that
+/// database's folder on the target is its own, so another agent sharing the target's prefix with
+/// other databases keeps its uploads in progress.
 public protocol LeftoverCleaning {
-    /// Removes leftovers older than `age` seconds; returns how many were removed.
-    func removeLeftovers(olderThan age: TimeInterval) throws -> Int
+    /// Removes the leftovers under `database`'s folder older than `age` seconds; returns how many.
+    func removeLeftovers(of database: String, olderThan age: TimeInterval) throws -> Int
 }
 
 extension FileTarget: LeftoverCleaning {
     /// Removes the hidden temporary upload files (`.*.offsite-tmp`) a crash left behind.
-    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
-        removeStaleTemporaries(olderThan: age)
+    public func removeLeftovers(of database: String, olderThan age: TimeInterval) throws -> Int {
+        removeStaleTemporaries(olderThan: age, inFolder: database)
     }
 }
 
 extension WebDAVTarget: LeftoverCleaning {
     /// Deletes the temporary upload names (`.offsite-upload-…`) an interrupted upload left behind.
-    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
-        try removeStaleTemporaries(olderThan: .milliseconds(Int64((age * 1000).rounded())))
+    public func removeLeftovers(of database: String, olderThan age: TimeInterval) throws -> Int {
+        try removeStaleTemporaries(olderThan: .milliseconds(Int64((age * 1000).rounded())), inFolder: database)
     }
 }
 
 extension S3Target: LeftoverCleaning {
-    /// Aborts the multipart uploads under the target's prefix that a crash left open.
-    public func removeLeftovers(olderThan age: TimeInterval) throws -> Int {
-        try abortStaleUploads(olderThan: .milliseconds(Int64((age * 1000).rounded())))
+    /// Aborts the multipart uploads that a crash left open.
+    public func removeLeftovers(of database: String, olderThan age: TimeInterval) throws -> Int {
+        try abortStaleUploads(olderThan: .milliseconds(Int64((age * 1000).rounded())), inFolder: database)
     }
 }
 
@@ -157,7 +159,7 @@ public final class Agent: @unchecked Sendable {
             let schedule = try TriggerSchedule(target: targetConfig, schedule: config.schedule)
             targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
         }
-        removeLeftovers()
+        removeLocalLeftovers()
         if config.restoreIfCorrupt { repairCorruptDatabases() }
         for folder in Set(watchedFolders()) {
             do { try watcher.watch(folder: folder) } catch {
@@ -228,6 +230,7 @@ public final class Agent: @unchecked Sendable {
         for ref in found where !databases.contains(where: { $0.ref.path == ref.path || $0.ref.name == ref.name }) {
             let runtime = DatabaseRuntime(ref: ref, minInterval: config.schedule.onChange?.minInterval ?? .seconds(300))
             databases.append(runtime)
+            removeTargetLeftovers(of: ref.name)
             let now = Date()
             _ = try? state.update { $0.recordDatabase(ref.name, path: ref.path, at: now) }
             if !config.databases.contains(where: { $0.path == ref.path }) {
@@ -503,18 +506,22 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
-    /// Removes what a crash left: temporaries on the targets, open multipart uploads, unfinished
-    /// snapshots in the local folder.
-    private func removeLeftovers() {
+    /// Removes what a crash left on the targets in `database`'s folder: temporaries, open
+    /// multipart uploads. Nothing of this agent's is in progress there yet.
+    private func removeTargetLeftovers(of database: String) {
         for target in targets {
             guard let cleaner = target.target as? LeftoverCleaning else { continue }
             do {
-                let count = try cleaner.removeLeftovers(olderThan: 0)
-                if count > 0 { logger.info("leftovers.removed", ["target": target.config.name, "count": count]) }
+                let count = try cleaner.removeLeftovers(of: database, olderThan: 0)
+                if count > 0 { logger.info("leftovers.removed", ["target": target.config.name, "db": database, "count": count]) }
             } catch {
-                logger.warn("leftovers.failed", ["target": target.config.name, "reason": describe(error)])
+                logger.warn("leftovers.failed", ["target": target.config.name, "db": database, "reason": describe(error)])
             }
         }
+    }
+
+    /// Removes the unfinished snapshots a crash left in the local folder (the agent's own).
+    private func removeLocalLeftovers() {
         let folders = (try? FileManager.default.contentsOfDirectory(atPath: localFolder)) ?? []
         for folder in folders where !folder.hasPrefix(".") {
             let path = "\(localFolder)/\(folder)"

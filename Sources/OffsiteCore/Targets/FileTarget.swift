@@ -112,15 +112,17 @@ public final class FileTarget: Target {
         fsyncFolder((path as NSString).deletingLastPathComponent)
     }
 
-    /// Removes temporary upload files older than `age` left by a crash, returning how many.
+    /// Removes temporary upload files older than `age` left by a crash, returning how many; with
+    /// `folder`, only those under that top-level folder (one database's).
     @discardableResult
-    public func removeStaleTemporaries(olderThan age: TimeInterval = 0) -> Int {
-        guard let enumerator = FileManager.default.enumerator(atPath: root) else { return 0 }
+    public func removeStaleTemporaries(olderThan age: TimeInterval = 0, inFolder folder: String? = nil) -> Int {
+        let base = folder.map { "\(root)/\($0)" } ?? root
+        guard let enumerator = FileManager.default.enumerator(atPath: base) else { return 0 }
         var removed = 0
         let cutoff = Date().addingTimeInterval(-age)
         while let relative = enumerator.nextObject() as? String {
             guard relative.hasSuffix(FileTarget.temporarySuffix) else { continue }
-            let full = "\(root)/\(relative)"
+            let full = "\(base)/\(relative)"
             let modified = (try? FileManager.default.attributesOfItem(atPath: full)[.modificationDate] as? Date) ?? Date.distantPast
             if modified <= cutoff, unlink(full) == 0 { removed += 1 }
         }

@@ -148,11 +148,13 @@ public final class S3Target: Target {
     }
 
     /// Aborts the multipart uploads under this target's prefix that were started more than `age`
-    /// ago (left behind by a crash); returns how many. Call at startup, before new uploads.
-    public func abortStaleUploads(olderThan age: Duration) throws -> Int {
+    /// ago (left behind by a crash); returns how many. Call at startup, before new uploads. With
+    /// `folder`, only those under that top-level folder (one database's).
+    public func abortStaleUploads(olderThan age: Duration, inFolder folder: String? = nil) throws -> Int {
         let cutoff = Date().addingTimeInterval(-(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18))
+        let scope = objectKey(folder.map { "\($0)/" } ?? "")
         var aborted = 0
-        for upload in try openUploads() where (upload.initiated ?? .distantPast) <= cutoff {
+        for upload in try openUploads() where upload.key.hasPrefix(scope) && (upload.initiated ?? .distantPast) <= cutoff {
             _ = try client.send(S3Call(method: "DELETE", key: upload.key, query: [("uploadId", upload.uploadID)]),
                                 operation: "abort upload of \(upload.key)", accepting: [404])
             aborted += 1

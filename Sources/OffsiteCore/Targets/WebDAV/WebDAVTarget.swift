@@ -108,11 +108,13 @@ public final class WebDAVTarget: Target {
 
     /// Deletes the upload temporaries under this target that were last touched more than `age`
     /// ago: what a crash or a lost connection left behind. Returns how many. Call at startup.
-    public func removeStaleTemporaries(olderThan age: Duration) throws -> Int {
+    /// With `folder`, only those under that top-level folder (one database's).
+    public func removeStaleTemporaries(olderThan age: Duration, inFolder folder: String? = nil) throws -> Int {
         let cutoff = Date().addingTimeInterval(-(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18))
+        let scope = folder.map { "\($0)/" } ?? ""
         var stale: [(key: String, path: String)] = []
-        try walk(folder: "", operation: "look for stale uploads", descendingInto: { _ in true }, visit: { key, resource in
-            guard resource.name.hasPrefix(Self.temporaryNamePrefix) else { return }
+        try walk(folder: "", operation: "look for stale uploads", descendingInto: { $0.hasPrefix(scope) }, visit: { key, resource in
+            guard key.hasPrefix(scope), resource.name.hasPrefix(Self.temporaryNamePrefix) else { return }
             // The newest of the name's start time and the server's modification time, so an
             // upload still streaming is not taken for stale.
             let started = Self.startTime(ofTemporaryName: resource.name) ?? .distantPast
