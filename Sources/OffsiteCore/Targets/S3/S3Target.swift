@@ -152,9 +152,8 @@ public final class S3Target: Target {
     /// `folder`, only those under that top-level folder (one database's).
     public func abortStaleUploads(olderThan age: Duration, inFolder folder: String? = nil) throws -> Int {
         let cutoff = Date().addingTimeInterval(-(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18))
-        let scope = objectKey(folder.map { "\($0)/" } ?? "")
         var aborted = 0
-        for upload in try openUploads() where upload.key.hasPrefix(scope) && (upload.initiated ?? .distantPast) <= cutoff {
+        for upload in try openUploads(inFolder: folder) where (upload.initiated ?? .distantPast) <= cutoff {
             _ = try client.send(S3Call(method: "DELETE", key: upload.key, query: [("uploadId", upload.uploadID)]),
                                 operation: "abort upload of \(upload.key)", accepting: [404])
             aborted += 1
@@ -162,9 +161,10 @@ public final class S3Target: Target {
         return aborted
     }
 
-    /// The multipart uploads open under this target's prefix (ListMultipartUploads, every page).
-    func openUploads() throws -> [S3UploadsPage.Upload] {
-        let bucketPrefix = prefix.isEmpty ? "" : prefix + "/"
+    /// The multipart uploads open under this target's prefix, or under `folder` in it
+    /// (ListMultipartUploads, every page).
+    func openUploads(inFolder folder: String? = nil) throws -> [S3UploadsPage.Upload] {
+        let bucketPrefix = objectKey(folder.map { "\($0)/" } ?? "")
         let operation = "list open uploads"
         var keyMarker: String?
         var idMarker: String?
