@@ -54,10 +54,12 @@ enum CheckCommand {
         return failures == 0 ? 0 : 1
     }
 
-    /// Writes, lists, reads and deletes a small object; returns what it took.
+    /// Writes, lists, reads and deletes a small object; returns what it took. The probe sits at the
+    /// target's root under a name no backup has and that no listing hides (not a dot-file, no
+    /// folder of its own), so nothing of it is left behind.
     static func probe(_ target: any Target) throws -> String {
         let started = Date()
-        let key = ".offsite-check/\(UUID().uuidString).txt"
+        let key = "offsite-check-\(UUID().uuidString).txt"
         let payload = Data("offsite check \(ISO8601DateFormatter().string(from: started))\n".utf8)
         let upload = try target.makeUpload(key: key)
         do {
@@ -69,7 +71,7 @@ enum CheckCommand {
             throw error
         }
         defer { try? target.delete(key: key) }
-        let listed = try target.list(prefix: ".offsite-check/")
+        let listed = try target.list(prefix: key)
         guard listed.contains(where: { $0.key == key && $0.size == Int64(payload.count) }) else {
             throw UsageError("the probe object was written but is not listed with its size")
         }

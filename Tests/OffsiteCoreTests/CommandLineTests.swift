@@ -271,6 +271,24 @@ import Testing
         expectOneLineError(try offsite(["backup"], in: workspace.folder, environment: environment), containing: "local.kepe")
     }
 
+    @Test func checkProbesAFolderTargetAndLeavesNothingBehind() throws {
+        let workspace = try Workspace()
+        let config = """
+        {
+          "databases": [{ "path": "data/crm.db" }],
+          "encryption": { "recipients": ["\(workspace.recipient)"] },
+          "targets": [{ "name": "usb", "url": "file://\(workspace.remote)" }]
+        }
+        """
+        try Data(config.utf8).write(to: URL(fileURLWithPath: workspace.folder.file("offsite.json")))
+        try FileManager.default.createDirectory(atPath: workspace.remote, withIntermediateDirectories: true)
+        let check = try offsite(["check", "--config", "offsite.json"], in: workspace.folder)
+        #expect(check.status == 0, "\(check.standardOutput)\(check.standardError)")
+        #expect(check.standardOutput.contains("target usb: write, list, read, delete ok"), "\(check.standardOutput)")
+        // The probe leaves no object, temporary or folder on the target, hidden or not.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: workspace.remote).isEmpty)
+    }
+
     @Test func everyCommandHasHelpAndUnknownInputIsRefused() throws {
         let folder = try ScratchFolder("cli-help")
         for command in ["backup", "list", "restore", "keygen", "version"] {
