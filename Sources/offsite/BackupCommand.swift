@@ -23,6 +23,8 @@ enum BackupCommand {
         let databases = try setup.databases()
         let targets = try setup.targets()
         let encryption = try setup.encryption()
+        let recorder = OutcomeRecorder(setup)
+        defer { recorder.finish() }
         var failures = 0
         for database in databases {
             let job = BackupJob(database: database, kind: .manual, targets: targets, encryption: encryption,
@@ -33,10 +35,11 @@ enum BackupCommand {
                 report = try runBackup(job)
             } catch {
                 reportFailure(error, prefix: database.name)
+                recorder.backupFailed(database: database.name, targets: targets.map(\.name), error: error)
                 failures += 1
                 continue
             }
-            recordForVerify(report, database: database.name, localFolder: setup.localFolder)
+            recorder.backupFinished(report, database: database.name)
             print("\(database.name): snapshot \(report.id) (\(formatBytes(report.snapshot.byteCount)), \(report.snapshot.pageCount) pages)")
             for upload in report.uploads {
                 if let error = upload.error {
@@ -46,16 +49,12 @@ enum BackupCommand {
                     print("\(database.name) → \(upload.target): \(upload.key) (\(formatBytes(upload.size ?? 0)))")
                 }
             }
+            for reason in report.localPruneFailures {
+                reportFailure(UsageError("local rotation: \(reason)"), prefix: database.name)
+                failures += 1
+            }
         }
         return failures == 0 ? 0 : 1
-    }
-
-    /// Notes the backup's sizes in the local folder's state so `offsite verify` can compare them
-    /// later. The state file belongs to the agent: while one runs (its lock is held) this is skipped.
-    static func recordForVerify(_ report: BackupReport, database: String, localFolder: String?) {
-        guard let localFolder, let lock = try? AgentLock.acquire(folder: localFolder) else { return }
-        defer { lock.release() }
-        _ = try? StateStore(folder: localFolder).update { $0.recordBackup(report, database: database) }
     }
 
     /// Prints a failure of one database or target, keeping going with the rest.

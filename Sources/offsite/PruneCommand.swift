@@ -7,8 +7,10 @@ enum PruneCommand {
     usage: offsite prune [--target NAME] [--db NAME] [--dry-run] [--config FILE]
 
     Applies each target's retention policy (targets[].retention: last, hourly, daily, weekly,
-    monthly, yearly, within) to the backups on it, per database, and prints every backup with
-    the reason it is kept or that it is removed. With --dry-run nothing is deleted. The newest
+    monthly, yearly, within) to the backups on it, per database of the configuration (configured,
+    in watch.dir, or remembered by the local state; or the one --db names) — only PREFIX/DBNAME/ID… at exactly that depth: another host's backups at a deeper
+    prefix are never touched — and prints every backup with the reason it is kept or that it is
+    removed. With --dry-run nothing is deleted. The newest
     backup, manual and pre-restore backups are never removed, and nothing is removed when the
     listing fails.
     """
@@ -19,21 +21,30 @@ enum PruneCommand {
         try parsed.expectNoPositional()
         let setup = try Setup(parsed)
         let dryRun = parsed.has("dry-run")
-        let databaseFilter = parsed.value("db")
+        // Only this configuration's own databases: another host may share the prefix with others.
+        let databases: [String]? = parsed.value("db") != nil ? [try setup.databaseName().name]
+            : setup.config != nil ? try setup.ownDatabaseNames() : nil
+        let recorder = OutcomeRecorder(setup)
+        defer { recorder.finish() }
         var failures = 0
         for (target, policy) in try setup.targetsWithRetention() {
-            let backups: [RemoteBackup]
+            if policy.isEmpty { print("\(target.name): no retention policy: every backup is kept") }
+            var listings: [(database: String, backups: [RemoteBackup])] = []
             do {
-                backups = try listBackups(on: target, database: databaseFilter)
+                if let databases {
+                    for database in databases { listings.append((database, try listBackups(on: target, database: database))) }
+                } else {
+                    let all = try listBackups(on: target)
+                    listings = Set(all.map(\.database)).sorted().map { name in (name, all.filter { $0.database == name }) }
+                }
             } catch {
                 BackupCommand.reportFailure(error, prefix: "\(target.name): listing failed, nothing removed")
+                recorder.pruneFailed(database: databases?.count == 1 ? databases?.first : nil, target: target.name, error: error)
                 failures += 1
                 continue
             }
-            if policy.isEmpty { print("\(target.name): no retention policy: every backup is kept") }
-            for database in Set(backups.map(\.database)).sorted() {
-                let mine = backups.filter { $0.database == database }
-                let plan = planRetention(backups: mine.map { RetainedBackup(id: $0.id, key: $0.key) }, policy: policy, now: Date())
+            for (database, mine) in listings where !mine.isEmpty {
+                let plan = planRetention(backups: mine.map { RetainedBackup(id: $0.id, key: $0.key) }, policy: policy)
                 print("\(target.name) \(database): keep \(plan.keep.count), remove \(plan.remove.count) (\(policy.summary))")
                 for kept in plan.keep.sorted(by: { $0.backup.id > $1.backup.id }) {
                     print("  keep    \(kept.backup.id)  \(kept.reasons.joined(separator: ", "))")
@@ -48,6 +59,7 @@ enum PruneCommand {
                         print("  removed \(removed.id)")
                     } catch {
                         BackupCommand.reportFailure(error, prefix: "\(target.name) \(database): removing \(removed.id)")
+                        recorder.pruneFailed(database: database, target: target.name, error: error)
                         failures += 1
                     }
                 }

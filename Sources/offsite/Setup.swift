@@ -28,7 +28,7 @@ struct Setup {
 
     /// The databases `--db` names (a configured name or a path), or every configured one.
     func databases() throws -> [DatabaseRef] {
-        let configured = configuredDatabases()
+        let configured = try configuredDatabases()
         if let selector = arguments.value("db") {
             if let match = configured.first(where: { $0.name == selector }) { return [match] }
             if selector.contains("/") || FileManager.default.fileExists(atPath: selector) {
@@ -47,12 +47,12 @@ struct Setup {
     /// The name `--db` refers to, without requiring the database file to exist (for restores).
     func databaseName() throws -> (name: String, path: String?) {
         guard let selector = arguments.value("db") else {
-            let configured = configuredDatabases()
+            let configured = try configuredDatabases()
             if configured.count == 1 { return (configured[0].name, configured[0].path) }
             throw UsageError("which database? give --db NAME",
                              hint: configured.isEmpty ? nil : "configured: \(configured.map(\.name).joined(separator: ", "))")
         }
-        if let match = configuredDatabases().first(where: { $0.name == selector }) { return (match.name, match.path) }
+        if let match = try configuredDatabases().first(where: { $0.name == selector }) { return (match.name, match.path) }
         if selector.contains("/") {
             let absolute = URL(fileURLWithPath: selector).standardizedFileURL.path
             return (DatabaseRef.name(forPath: absolute), absolute)
@@ -60,16 +60,18 @@ struct Setup {
         return (selector, nil)
     }
 
-    private func configuredDatabases() -> [DatabaseRef] {
+    /// The names of this configuration's own databases: configured, found in `watch.dir`, and those
+    /// the local folder's state remembers (a database whose file is gone still has backups).
+    func ownDatabaseNames() throws -> [String] {
+        var names = Set(try configuredDatabases().map(\.name))
+        if let local = localFolder { names.formUnion(StateStore(folder: local).load().state.databases.keys) }
+        return names.sorted()
+    }
+
+    /// The configured databases and those in `watch.dir`; two files with one name are an error.
+    private func configuredDatabases() throws -> [DatabaseRef] {
         guard let config else { return [] }
-        var result = config.databases.map { DatabaseRef(path: $0.path, name: $0.name) }
-        if let watch = config.watch {
-            for found in discoverDatabases(in: watch.dir, include: watch.include)
-            where !result.contains(where: { $0.path == found.path }) {
-                result.append(found)
-            }
-        }
-        return result
+        return try resolveDatabases(configured: config.databases, watch: config.watch)
     }
 
     /// The targets `--target` names (a configured name or a URL), or every configured one.

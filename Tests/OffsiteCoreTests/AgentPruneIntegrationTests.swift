@@ -37,7 +37,7 @@ import Testing
         for database in ["crm", "other"] {
             let backups = try listBackups(on: target, database: database)
             plans[database] = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.key) },
-                                            policy: policy, now: Date())
+                                            policy: policy)
         }
         return plans
     }
@@ -45,6 +45,8 @@ import Testing
     @Test(arguments: AgentTargetKind.allCases)
     func pruneKeepsExactlyThePlannedSetAndDryRunRemovesNothing(kind: AgentTargetKind) throws {
         let workspace = try AgentWorkspace("prune", kind: kind)
+        // The configuration's own databases: prune considers no other folder on the target.
+        for database in ["crm", "other"] { try workspace.addDatabase(database) }
         try workspace.writeConfig(target: ["retention": Self.policyJSON])
         let target = try workspace.makeTestTarget()
         try Self.seed(target)
@@ -92,6 +94,8 @@ import Testing
 
     @Test func aListingThatFailsRemovesNothing() throws {
         let workspace = try AgentWorkspace("prunefail")
+        // The configuration's own databases: prune considers no other folder on the target.
+        for database in ["crm", "other"] { try workspace.addDatabase(database) }
         try workspace.writeConfig(target: ["retention": Self.policyJSON])
         let target = try workspace.makeTestTarget()
         try Self.seed(target)

@@ -90,7 +90,7 @@ func sampleAgentState() -> AgentState {
         var state = sampleAgentState()
         state.recordChange(of: "crm", at: Date(timeIntervalSince1970: 1_795_317_420.25))
         try StateStore(folder: folder.path).save(state)
-        #expect(try folder.names() == [".offsite-state.json"], "no temporary file left")
+        #expect(try folder.names() == [".offsite-state.json", StateStore.lockFileName], "no temporary file left")
         #expect(try permissions(of: folder.file(".offsite-state.json")) == 0o600)
         let loaded = StateStore(folder: folder.path).load()
         #expect(loaded.warning == nil)
@@ -165,7 +165,7 @@ func sampleAgentState() -> AgentState {
         #expect(loaded == store.current)
         let counts = (0..<threads).map { loaded.target("t\($0)", of: "db\($0 % 2)")?.successCount }
         #expect(counts == Array(repeating: perThread, count: threads))
-        #expect(try folder.names() == [".offsite-state.json"])
+        #expect(try folder.names() == [".offsite-state.json", StateStore.lockFileName])
     }
 
     @Test func aThrowingUpdateChangesNothing() throws {

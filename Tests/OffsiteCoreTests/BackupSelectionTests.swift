@@ -60,7 +60,7 @@ import Testing
         let id = BackupID(seconds: 1_795_000_000, kind: .preRestore)
         #expect(BackupID(id.description) == id)
         #expect(BackupID("20260230T000000Z-manual") == nil, "February 30 is not a date")
-        let object = RemoteObject(key: "p/crm/\(id).sqlite3.gz", size: 5)
+        let object = RemoteObject(key: "crm/\(id).sqlite3.gz", size: 5)
         #expect(RemoteBackup(object: object)?.format == .plain)
         #expect(RemoteBackup(object: RemoteObject(key: "crm/.x.offsite-tmp", size: 1)) == nil)
     }

@@ -393,7 +393,9 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
              "targets": [{"name": "usb", "url": "file:///a"}]}
             """))
         #expect(databases.keyPath == "databases[1].path")
-        #expect(databases.message.contains(#""crm" is already used by databases[0]"#))
+        // Both paths are named, so the operator sees which files collide.
+        #expect(databases.message.contains("/d/crm.db (databases[0]) and /e/crm.sqlite would both be backed up as database \"crm\""),
+                "\(databases.message)")
         let renamed = try parse("""
             {"databases": [{"path": "/d/crm.db"}, {"path": "/e/crm.sqlite", "name": "crm-e"}], "encryption": "none",
              "targets": [{"name": "usb", "url": "file:///a"}]}

@@ -15,7 +15,6 @@ private func utc(_ text: String) -> Date {
     return formatter.date(from: text)!
 }
 
-private let now = utc("2027-01-10 12:00")
 
 /// The kept backups' times (UTC, `yyyy-MM-dd HH:mm`) with their reasons.
 private func kept(_ plan: RetentionPlan) -> [String: [String]] {
@@ -31,7 +30,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
 @Suite struct RetentionTests {
     @Test func lastKeepsTheNewestN() {
         let backups = ["2027-01-10 10:00", "2027-01-10 11:00", "2027-01-09 10:00", "2027-01-08 10:00"].map { backup($0) }
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(last: 2), now: now)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(last: 2))
         #expect(kept(plan) == ["2027-01-10 11:00": ["newest", "last 2"], "2027-01-10 10:00": ["last 2"]])
         #expect(plan.remove.count == 2)
     }
@@ -39,7 +38,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
     @Test func hourlyKeepsTheNewestOfEachHour() {
         let backups = ["2027-01-10 11:50", "2027-01-10 11:10", "2027-01-10 10:30", "2027-01-10 08:05", "2027-01-10 08:01"]
             .map { backup($0) }
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(hourly: 3), now: now)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(hourly: 3))
         #expect(kept(plan) == [
             "2027-01-10 11:50": ["newest", "hourly 2027-01-10T11"],
             "2027-01-10 10:30": ["hourly 2027-01-10T10"],
@@ -51,7 +50,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
     @Test func dailySkipsEmptyDaysAndKeepsEachDaysNewest() {
         let backups = ["2027-01-10 09:00", "2027-01-10 01:00", "2027-01-07 23:00", "2027-01-07 05:00",
                        "2027-01-03 12:00", "2027-01-01 12:00"].map { backup($0) }
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(daily: 3), now: now)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(daily: 3))
         #expect(kept(plan) == [
             "2027-01-10 09:00": ["newest", "daily 2027-01-10"],
             "2027-01-07 23:00": ["daily 2027-01-07"],
@@ -64,7 +63,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
         // 2026-12-29 (Tue) and 2027-01-02 (Sat) are both in ISO week 2026-W53;
         // 2027-01-04 is the Monday starting 2027-W01.
         let backups = ["2027-01-04 06:00", "2027-01-02 06:00", "2026-12-29 06:00", "2026-12-27 06:00"].map { backup($0) }
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(weekly: 3), now: now)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(weekly: 3))
         #expect(kept(plan) == [
             "2027-01-04 06:00": ["newest", "weekly 2027-W01"],
             "2027-01-02 06:00": ["weekly 2026-W53"],
@@ -99,13 +98,13 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
     @Test func monthlyAndYearly() {
         let backups = ["2027-01-05 00:00", "2026-12-31 23:59", "2026-12-01 00:00", "2026-10-15 00:00",
                        "2025-06-01 00:00", "2024-03-01 00:00"].map { backup($0) }
-        let monthly = planRetention(backups: backups, policy: RetentionPolicy(monthly: 3), now: now)
+        let monthly = planRetention(backups: backups, policy: RetentionPolicy(monthly: 3))
         #expect(kept(monthly) == [
             "2027-01-05 00:00": ["newest", "monthly 2027-01"],
             "2026-12-31 23:59": ["monthly 2026-12"],
             "2026-10-15 00:00": ["monthly 2026-10"],
         ])
-        let yearly = planRetention(backups: backups, policy: RetentionPolicy(yearly: 3), now: now)
+        let yearly = planRetention(backups: backups, policy: RetentionPolicy(yearly: 3))
         #expect(kept(yearly) == [
             "2027-01-05 00:00": ["newest", "yearly 2027"],
             "2026-12-31 23:59": ["yearly 2026"],
@@ -113,20 +112,33 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
         ])
     }
 
-    @Test func withinKeepsEverythingNewerThanNowMinusTheSpan() {
-        let backups = ["2027-01-10 11:00", "2027-01-09 12:00", "2027-01-09 11:59", "2027-01-01 00:00"].map { backup($0) }
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(within: .seconds(86_400)), now: now)
+    @Test func withinKeepsEverythingWithinTheSpanOfTheNewestBackup() {
+        let backups = ["2027-01-10 11:00", "2027-01-09 11:00", "2027-01-09 10:59", "2027-01-01 00:00"].map { backup($0) }
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(within: .seconds(86_400)))
         #expect(kept(plan) == [
             "2027-01-10 11:00": ["newest", "within 1d"],
-            "2027-01-09 12:00": ["within 1d"],
+            "2027-01-09 11:00": ["within 1d"],
         ])
+    }
+
+    @Test func withinDoesNotExpireBackupsThatStoppedForLongerThanTheSpan() {
+        // The last backups are weeks old (the agent was down): measured from now, `within 1d` would
+        // leave only the newest; measured from the newest backup, as restic does, the day before it stays.
+        let backups = ["2026-12-01 12:00", "2026-12-01 06:00", "2026-11-30 18:00", "2026-11-30 11:00"].map { backup($0) }
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(within: .seconds(86_400)))
+        #expect(kept(plan) == [
+            "2026-12-01 12:00": ["newest", "within 1d"],
+            "2026-12-01 06:00": ["within 1d"],
+            "2026-11-30 18:00": ["within 1d"],
+        ])
+        #expect(plan.remove.map(\.id.date) == [utc("2026-11-30 11:00")])
     }
 
     @Test func rulesAreOredAndReasonsAccumulate() {
         let backups = ["2027-01-10 11:00", "2027-01-10 10:00", "2027-01-09 10:00", "2027-01-02 10:00",
                        "2026-12-20 10:00"].map { backup($0) }
         let policy = RetentionPolicy(last: 2, daily: 2, weekly: 2)
-        let plan = planRetention(backups: backups, policy: policy, now: now)
+        let plan = planRetention(backups: backups, policy: policy)
         #expect(kept(plan) == [
             "2027-01-10 11:00": ["newest", "last 2", "daily 2027-01-10", "weekly 2027-W01"],
             "2027-01-10 10:00": ["last 2"],
@@ -136,18 +148,18 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
         #expect(plan.remove.map(\.id.date) == [utc("2026-12-20 10:00")])
     }
 
-    @Test func theNewestIsKeptEvenWhenNoRuleKeepsIt() {
+    @Test func theNewestIsAlwaysKeptAndSaysSo() {
         let backups = ["2026-01-01 00:00", "2025-01-01 00:00"].map { backup($0) }
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(within: .seconds(3600)), now: now)
-        #expect(kept(plan) == ["2026-01-01 00:00": ["newest"]])
-        #expect(plan.remove.count == 1)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(within: .seconds(3600)))
+        #expect(kept(plan) == ["2026-01-01 00:00": ["newest", "within 1h"]])
+        #expect(plan.remove.map(\.id.date) == [utc("2025-01-01 00:00")])
     }
 
     @Test func pinnedKindsAreKeptAndTakeNoSlots() {
         let backups = [backup("2027-01-10 11:00", .manual), backup("2027-01-10 10:00"),
                        backup("2027-01-09 10:00", .preRestore), backup("2027-01-09 09:00"),
                        backup("2020-01-01 00:00", .manual), backup("2027-01-08 09:00")]
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(last: 1, daily: 2), now: now)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(last: 1, daily: 2))
         #expect(kept(plan) == [
             "2027-01-10 11:00": ["newest", "manual"],
             "2027-01-10 10:00": ["last 1", "daily 2027-01-10"],
@@ -162,7 +174,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
         let backups = ["2027-01-10 11:00", "2020-01-01 00:00"].map { backup($0) }
         for policy in [RetentionPolicy(), RetentionPolicy(last: 0, daily: 0, within: .zero)] {
             #expect(policy.isEmpty)
-            let plan = planRetention(backups: backups, policy: policy, now: now)
+            let plan = planRetention(backups: backups, policy: policy)
             #expect(plan.remove.isEmpty)
             #expect(kept(plan) == ["2027-01-10 11:00": ["newest", "no policy"], "2020-01-01 00:00": ["no policy"]])
         }
@@ -174,9 +186,9 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
         // 23:30 and 00:30 UTC are two UTC days but one day in New York (UTC-5).
         let backups = ["2026-11-21 00:30", "2026-11-20 23:30", "2026-11-19 12:00"].map { backup($0) }
         let policy = RetentionPolicy(daily: 2)
-        let inUTC = planRetention(backups: backups, policy: policy, now: now)
+        let inUTC = planRetention(backups: backups, policy: policy)
         #expect(Set(kept(inUTC).keys) == ["2026-11-21 00:30", "2026-11-20 23:30"])
-        let inNewYork = planRetention(backups: backups, policy: policy, now: now,
+        let inNewYork = planRetention(backups: backups, policy: policy,
                                       timeZone: TimeZone(identifier: "America/New_York")!)
         #expect(kept(inNewYork) == [
             "2026-11-21 00:30": ["newest", "daily 2026-11-20"],
@@ -188,7 +200,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
         let id = BackupID(date: utc("2027-01-09 10:00"), kind: .scheduled)
         let backups = [backup("2027-01-10 10:00"), RetainedBackup(id: id, key: "crm/a.sqlite3.gz"),
                        RetainedBackup(id: id, key: "crm/a.sqlite3.gz.age"), backup("2027-01-08 10:00")]
-        let plan = planRetention(backups: backups, policy: RetentionPolicy(last: 2), now: now)
+        let plan = planRetention(backups: backups, policy: RetentionPolicy(last: 2))
         #expect(plan.keep.map(\.backup.key) == [backups[0].key, "crm/a.sqlite3.gz", "crm/a.sqlite3.gz.age"])
         #expect(plan.remove == [backups[3]])
     }
@@ -206,7 +218,7 @@ private func kept(_ plan: RetentionPlan) -> [String: [String]] {
             func rule() -> Int? { random.next() % 3 == 0 ? nil : Int(random.next() % 10) }
             let policy = RetentionPolicy(last: rule(), hourly: rule(), daily: rule(), weekly: rule(), monthly: rule(),
                                          yearly: rule(), within: random.next() % 2 == 0 ? nil : .seconds(Int64(random.next() % 3_000_000)))
-            let plan = planRetention(backups: backups, policy: policy, now: utc("2027-01-01 00:00"))
+            let plan = planRetention(backups: backups, policy: policy)
             let keptKeys = plan.keep.map(\.backup)
             #expect(keptKeys.count + plan.remove.count == backups.count, "round \(round)")
             #expect(Set(keptKeys).isDisjoint(with: plan.remove), "round \(round)")

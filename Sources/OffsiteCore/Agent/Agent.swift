@@ -152,7 +152,7 @@ public final class Agent: @unchecked Sendable {
         defer { lock = nil }
         state.removeStaleTemporaryFiles()
         let now = Date()
-        _ = try? state.update { $0.recordStart(at: now, pid: getpid()) }
+        record { $0.recordStart(at: now, pid: getpid()) }
 
         for targetConfig in config.targets {
             let target = try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder))
@@ -160,13 +160,16 @@ public final class Agent: @unchecked Sendable {
             targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
         }
         removeLocalLeftovers()
+        // Two files with one name are a configuration error, found before anything is repaired.
+        _ = try resolveDatabases(configured: config.databases, watch: config.watch)
         if config.restoreIfCorrupt { repairCorruptDatabases() }
         for folder in Set(watchedFolders()) {
             do { try watcher.watch(folder: folder) } catch {
                 logger.error("watch.failed", ["folder": folder, "reason": describe(error)])
             }
         }
-        discoverDatabases()
+        record { $0.unprotected = nil }
+        try discoverDatabases()
         recordNextRuns(now: now)
         logger.info("agent.start", ["version": LibraryVersions.offsite, "pid": getpid(),
                                     "databases": databases.map(\.ref.name).joined(separator: ","),
@@ -196,6 +199,52 @@ public final class Agent: @unchecked Sendable {
         logger.info("agent.stop", ["cancelled": cancellation.isCancelled])
     }
 
+    // MARK: Recording
+
+    /// Files in the watched folder that are not backed up (another database has their name).
+    private var unprotectedPaths: Set<String> = []
+
+    /// Whether the last write of the state file failed: a failure is reported once per streak.
+    private var stateWriteFailing = false
+
+    /// Applies `body` to the state and writes it; returns what `body` returns, or nil when the write
+    /// failed. A failed write is never silent: it is logged, counted in the state (written with the
+    /// next write that works: the change itself is kept too) and sent, once per streak of failures.
+    @discardableResult
+    func record<Result>(_ body: @escaping (inout AgentState) -> Result) -> Result? {
+        do {
+            let result = try state.update(body)
+            if stateWriteFailing {
+                stateWriteFailing = false
+                logger.info("state.recovered", ["file": state.path])
+            }
+            return result
+        } catch {
+            let reason = describe(error)
+            let now = Date()
+            _ = try? state.update { $0.recordProblem("state-write", reason: reason, at: now) }
+            if !stateWriteFailing {
+                stateWriteFailing = true
+                logger.error("state.failed", ["file": state.path, "reason": reason])
+                notifier?.send(Notification(event: "state.failed", database: "", reason: reason))
+            }
+            return nil
+        }
+    }
+
+    /// A failure of work that is not one backup to one target: logged as an error, counted in the
+    /// state, and sent.
+    private func reportProblem(_ operation: String, database: String?, target: String? = nil, reason: String) {
+        let now = Date()
+        record { $0.recordProblem(operation, database: database, target: target, reason: reason, at: now) }
+        var fields: [(String, Any)] = []
+        if let database { fields.append(("db", database)) }
+        if let target { fields.append(("target", target)) }
+        fields.append(("reason", reason))
+        logger.log(.error, "\(operation).failed", fields: fields)
+        notifier?.send(Notification(event: "\(operation).failed", database: database ?? "", target: target, reason: reason))
+    }
+
     // MARK: Databases and events
 
     private func watchedFolders() -> [String] {
@@ -210,7 +259,7 @@ public final class Agent: @unchecked Sendable {
     /// never opened outside SQLite: closing any descriptor of it would drop the POSIX locks SQLite
     /// holds on it (sqlite.org/howtocorrupt.html, 2.2), and the change detector's connection
     /// would stop seeing commits once the application's last connection deleted the WAL.
-    private func discoverDatabases(newNames: [String]? = nil) {
+    private func discoverDatabases(newNames: [String]? = nil) throws {
         var found: [DatabaseRef] = []
         if let newNames {
             guard let watch = config.watch else { return }
@@ -218,21 +267,31 @@ public final class Agent: @unchecked Sendable {
                 && !name.hasSuffix("-journal") && watch.include.contains(where: { fnmatch($0, name, 0) == 0 }) {
                 let path = "\(watch.dir)/\(name)"
                 var info = stat()
-                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, hasSQLiteHeader(path) else { continue }
+                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, hasSQLiteHeader(path) else {
+                    if unprotectedPaths.remove(path) != nil { record { $0.recordUnprotected(path, reason: nil) } }
+                    continue
+                }
                 found.append(DatabaseRef(path: path))
             }
         } else {
-            found = config.databases
-            if let watch = config.watch {
-                found += OffsiteCore.discoverDatabases(in: watch.dir, include: watch.include)
-            }
+            // At the start, two files with one name are a configuration error: the agent refuses.
+            found = try resolveDatabases(configured: config.databases, watch: config.watch)
         }
-        for ref in found where !databases.contains(where: { $0.ref.path == ref.path || $0.ref.name == ref.name }) {
+        for ref in found where !databases.contains(where: { $0.ref.path == ref.path }) {
+            if let clash = databases.first(where: { $0.ref.name == ref.name }) {
+                // A file that appeared while the agent runs and takes a known database's name is not
+                // backed up: its backups would land in the other database's folder.
+                guard unprotectedPaths.insert(ref.path).inserted else { continue }
+                let conflict = DatabaseNameConflict(name: ref.name, first: clash.ref.path, second: ref.path)
+                record { $0.recordUnprotected(ref.path, reason: conflict.message) }
+                reportProblem("name-conflict", database: ref.name, reason: conflict.message + "; \(ref.path) is not backed up")
+                continue
+            }
             let runtime = DatabaseRuntime(ref: ref, minInterval: config.schedule.onChange?.minInterval ?? .seconds(300))
             databases.append(runtime)
             removeTargetLeftovers(of: ref.name)
             let now = Date()
-            _ = try? state.update { $0.recordDatabase(ref.name, path: ref.path, at: now) }
+            record { $0.recordDatabase(ref.name, path: ref.path, at: now) }
             if !config.databases.contains(where: { $0.path == ref.path }) {
                 logger.info("database.found", ["db": ref.name, "path": ref.path])
             }
@@ -249,7 +308,7 @@ public final class Agent: @unchecked Sendable {
         if let watch = config.watch {
             let known = Set(databases.map(\.ref.path))
             let newNames = Set(events.filter { $0.folder == watch.dir && !known.contains("\($0.folder)/\($0.name)") }.map(\.name))
-            if !newNames.isEmpty { discoverDatabases(newNames: newNames.sorted()) }
+            if !newNames.isEmpty { try? discoverDatabases(newNames: newNames.sorted()) }
         }
         let now = Date()
         for database in databases {
@@ -259,7 +318,7 @@ public final class Agent: @unchecked Sendable {
             guard touched, database.detector.hasChanged() else { continue }
             database.generation += 1
             database.gate.recordChange(at: now)
-            _ = try? state.update { $0.recordChange(of: database.ref.name, at: now) }
+            record { $0.recordChange(of: database.ref.name, at: now) }
             logger.debug("database.changed", ["db": database.ref.name])
         }
     }
@@ -324,12 +383,9 @@ public final class Agent: @unchecked Sendable {
 
     /// Writes every target's next scheduled run into the state, in one update.
     private func recordNextRuns(now: Date) {
-        _ = try? state.update { state in
-            for target in targets {
-                for database in databases {
-                    state.recordNextRun(database: database.ref.name, target: target.config.name, at: target.nextRun, now: now)
-                }
-            }
+        let plan = targets.flatMap { target in databases.map { (database: $0.ref.name, target: target.config.name, next: target.nextRun) } }
+        record { state in
+            for entry in plan { state.recordNextRun(database: entry.database, target: entry.target, at: entry.next, now: now) }
         }
     }
 
@@ -368,7 +424,7 @@ public final class Agent: @unchecked Sendable {
         let snapshot = SnapshotRecord(time: report.snapshot.readStartedAt, backupID: report.id.description,
                                       bytes: report.snapshot.byteCount, pageCount: Int64(report.snapshot.pageCount),
                                       pageSize: report.snapshot.pageSize)
-        _ = try? state.update {
+        record {
             $0.recordSnapshot(of: database.ref.name, snapshot)
             $0.recordBackup(report, database: database.ref.name)
         }
@@ -381,10 +437,10 @@ public final class Agent: @unchecked Sendable {
             database.retryAt[target.config.name] = nil
             database.failures[target.config.name] = nil
             let bytes = upload.size ?? 0
-            let ended = (try? state.update {
+            let ended = record {
                 $0.recordSuccess(database: database.ref.name, target: target.config.name, at: Date(),
                                  backupID: report.id.description, bytes: bytes)
-            }) ?? 0
+            } ?? 0
             logger.info("backup.done", ["db": database.ref.name, "target": target.config.name, "id": report.id.description,
                                         "bytes": bytes, "seconds": String(format: "%.2f", Date().timeIntervalSince(started))])
             if ended > 0 {
@@ -399,6 +455,9 @@ public final class Agent: @unchecked Sendable {
         for path in report.prunedLocal {
             logger.info("local.pruned", ["db": database.ref.name, "file": (path as NSString).lastPathComponent])
         }
+        for reason in report.localPruneFailures {
+            reportProblem("local-rotation", database: database.ref.name, reason: reason)
+        }
     }
 
     private func recordFailure(_ database: DatabaseRuntime, target: TargetRuntime, reason: String, backupID: String?) {
@@ -407,7 +466,7 @@ public final class Agent: @unchecked Sendable {
         if !cancellation.isCancelled {
             database.retryAt[target.config.name] = Date().addingTimeInterval(Agent.retryDelay(afterFailures: count))
         }
-        _ = try? state.update {
+        record {
             $0.recordFailure(database: database.ref.name, target: target.config.name, at: Date(), reason: reason)
         }
         logger.error("backup.failed", ["db": database.ref.name, "target": target.config.name, "reason": reason,
@@ -426,7 +485,7 @@ public final class Agent: @unchecked Sendable {
         do {
             let backups = try listBackups(on: target.target, database: database.ref.name)
             let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.key) },
-                                     policy: target.config.retention, now: Date())
+                                     policy: target.config.retention)
             var removed = 0
             for item in plan.remove {
                 try target.target.delete(key: item.key)
@@ -435,12 +494,10 @@ public final class Agent: @unchecked Sendable {
             }
             let kept = backups.filter { backup in !plan.remove.contains { $0.key == backup.key } }
             let listing = TargetListing(time: Date(), objectCount: kept.count, storedBytes: kept.reduce(0) { $0 + $1.size })
-            _ = try? state.update { $0.recordListing(database: database.ref.name, target: target.config.name, listing) }
+            record { $0.recordListing(database: database.ref.name, target: target.config.name, listing) }
             if removed > 0 { logger.info("prune.done", ["db": database.ref.name, "target": target.config.name, "removed": removed]) }
         } catch {
-            let reason = describe(error)
-            logger.error("prune.failed", ["db": database.ref.name, "target": target.config.name, "reason": reason])
-            notifier?.send(Notification(event: "prune.failed", database: database.ref.name, target: target.config.name, reason: reason))
+            reportProblem("prune", database: database.ref.name, target: target.config.name, reason: describe(error))
         }
     }
 
@@ -448,13 +505,7 @@ public final class Agent: @unchecked Sendable {
     /// database that fails its check is moved aside and restored from the newest good backup.
     /// Runs before the change detectors open their connections.
     private func repairCorruptDatabases() {
-        var candidates = config.databases
-        if let watch = config.watch {
-            for found in OffsiteCore.discoverDatabases(in: watch.dir, include: watch.include)
-            where !candidates.contains(where: { $0.path == found.path }) {
-                candidates.append(found)
-            }
-        }
+        let candidates = (try? resolveDatabases(configured: config.databases, watch: config.watch)) ?? []
         for database in candidates {
             let outcome = repairIfCorrupt(database: database, targets: targets.map(\.target), keys: keys,
                                           localFolder: localFolder, check: config.integrityCheck)
@@ -488,7 +539,7 @@ public final class Agent: @unchecked Sendable {
                     continue
                 }
                 for outcome in outcomes {
-                    _ = try? state.update { $0.recordVerify(database: database.ref.name, target: target.config.name, outcome.result(at: Date())) }
+                    record { $0.recordVerify(database: database.ref.name, target: target.config.name, outcome.result(at: Date())) }
                     switch outcome.status {
                     case .ok:
                         logger.info("verify.done", ["db": database.ref.name, "target": target.config.name, "id": outcome.backupID])

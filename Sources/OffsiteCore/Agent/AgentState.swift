@@ -19,6 +19,13 @@ public struct AgentState: Codable, Sendable, Equatable {
     public var agentPID: Int32?
     /// Per database, by name.
     public var databases: [String: DatabaseState]
+    /// Failures of work that is not one backup to one target (a prune, the local rotation, the
+    /// state file, a database that cannot be protected), newest last, at most `problemLimit`.
+    public var problems: [OperationProblem]?
+    /// How many times each kind of operation failed, ever, by `OperationProblem.operation`.
+    public var problemCounts: [String: Int]?
+    /// Files in a watched folder that are not backed up, by path, with why (one line).
+    public var unprotected: [String: String]?
 
     /// An empty state.
     public init() {
@@ -32,6 +39,28 @@ public struct AgentState: Codable, Sendable, Equatable {
     }
 
     // MARK: Recording what happened
+
+    /// How many problems `recordProblem` remembers.
+    public static let problemLimit = 50
+
+    /// Notes that `operation` (`prune`, `local-rotation`, `state-write`, `name-conflict`, …) failed
+    /// at `date` because of `reason` (one line, no secrets), for `database` and `target` when it
+    /// concerns them; counted in `problemCounts`, kept in `problems`.
+    public mutating func recordProblem(_ operation: String, database: String? = nil, target: String? = nil,
+                                       reason: String, at date: Date) {
+        var list = problems ?? []
+        list.append(OperationProblem(time: date, operation: operation, database: database, target: target, reason: oneLine(reason)))
+        if list.count > AgentState.problemLimit { list.removeFirst(list.count - AgentState.problemLimit) }
+        problems = list
+        problemCounts = (problemCounts ?? [:]).merging([operation: 1], uniquingKeysWith: +)
+    }
+
+    /// Notes that the file at `path` is not backed up because of `reason`, or, with nil, that it is again.
+    public mutating func recordUnprotected(_ path: String, reason: String?) {
+        var map = unprotected ?? [:]
+        map[path] = reason.map(oneLine)
+        unprotected = map.isEmpty ? nil : map
+    }
 
     /// Notes that an agent started at `date` as process `pid`.
     public mutating func recordStart(at date: Date, pid: Int32) {
@@ -263,6 +292,29 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A failed operation that is not one backup to one target.
+public struct OperationProblem: Codable, Sendable, Equatable {
+    /// When it failed.
+    public var time: Date
+    /// What failed: `prune`, `local-rotation`, `state-write`, `name-conflict`, ….
+    public var operation: String
+    /// The database concerned, if any.
+    public var database: String?
+    /// The target concerned, if any.
+    public var target: String?
+    /// Why, in one line without secrets.
+    public var reason: String
+
+    /// Creates a record.
+    public init(time: Date, operation: String, database: String? = nil, target: String? = nil, reason: String) {
+        self.time = time
+        self.operation = operation
+        self.database = database
+        self.target = target
+        self.reason = reason
+    }
+}
+
 /// A backup that reached a target.
 public struct BackupSuccess: Codable, Sendable, Equatable {
     /// When the upload finished.
@@ -345,18 +397,43 @@ func oneLine(_ text: String) -> String {
 /// file, fsync, rename, fsync of the folder), read forgivingly (a missing file is an empty state;
 /// a corrupt one is an empty state and a warning, never a crash).
 ///
-/// `update` serialises changes from several threads in this process. Only one process should
-/// write the file: the agent, which holds the `AgentLock`; other commands only read it.
+/// Several processes may record into one state file — the agent, and `offsite backup` or `prune`
+/// run by hand beside it — so `update` is a read-modify-write under an exclusive `flock` on
+/// `FOLDER/.offsite-state.lock`: it reads the file again when another process wrote it since, and
+/// applies the change to what is on disk. A change whose write failed is kept (it did happen) and
+/// written with the next successful update.
 public final class StateStore: @unchecked Sendable {
     /// The state file's name.
     public static let fileName = ".offsite-state.json"
+    /// The name of the file whose `flock` serialises writers across processes.
+    public static let lockFileName = ".offsite-state.lock"
 
     /// The folder holding the file.
     public let folder: String
     /// The state file.
     public let path: String
     private let lock = NSLock()
+    /// The state on disk as this process last read or wrote it, with the pending changes applied.
     private var cached: AgentState?
+    /// The file's identity when it was last read or written here; another one means another writer.
+    private var stamp: FileStamp?
+    /// Changes applied in memory whose write failed, oldest first: applied again to a fresh read.
+    private var pending: [(inout AgentState) -> Void] = []
+
+    /// What identifies one version of the state file: every write renames a new file into place.
+    private struct FileStamp: Equatable {
+        var device: UInt64, inode: UInt64, size: Int64, modified: Int64
+
+        /// The file's stamp, or nil when there is no file.
+        init?(path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+            size = Int64(info.st_size)
+            modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        }
+    }
 
     /// A store for the state file in `folder` (nothing is read yet).
     public init(folder: String) {
@@ -371,14 +448,16 @@ public final class StateStore: @unchecked Sendable {
         defer { lock.unlock() }
         let result = readFromDisk()
         cached = result.state
+        stamp = FileStamp(path: path)
+        pending = []
         return result
     }
 
-    /// The state as last loaded, saved or updated (loaded from disk on first use).
+    /// The state as last loaded, saved or updated here, with changes another process wrote since.
     public var current: AgentState {
         lock.lock()
         defer { lock.unlock() }
-        if cached == nil { cached = readFromDisk().state }
+        refreshIfChanged()
         return cached!
     }
 
@@ -386,22 +465,65 @@ public final class StateStore: @unchecked Sendable {
     public func save(_ state: AgentState) throws {
         lock.lock()
         defer { lock.unlock() }
+        let fileLock = try acquireFileLock()
+        defer { releaseFileLock(fileLock) }
         cached = state
+        pending = []
         try writeToDisk(state)
+        stamp = FileStamp(path: path)
     }
 
-    /// Applies `body` to the current state and saves the result, one caller at a time; returns
-    /// what `body` returns. When saving fails the change is kept in memory (it did happen; the
-    /// next successful save writes it) and the error is thrown. When `body` throws, nothing changes.
+    /// Applies `body` to the current state (read again when another process wrote it) and saves the
+    /// result, one writer at a time across processes; returns what `body` returns. When saving fails
+    /// the change is kept in memory, applied again to any newer file, and written with the next
+    /// successful update; the error is thrown. When `body` throws, nothing changes.
     @discardableResult
-    public func update<Result>(_ body: (inout AgentState) throws -> Result) throws -> Result {
+    public func update<Result>(_ body: @escaping (inout AgentState) throws -> Result) throws -> Result {
         lock.lock()
         defer { lock.unlock() }
-        var state = cached ?? readFromDisk().state
+        let fileLock = Swift.Result { try acquireFileLock() }
+        defer { if case .success(let descriptor) = fileLock { releaseFileLock(descriptor) } }
+        refreshIfChanged()
+        var state = cached!
         let result = try body(&state)
         cached = state
+        pending.append { _ = try? body(&$0) }
+        if case .failure(let error) = fileLock { throw error }
         try writeToDisk(state)
+        stamp = FileStamp(path: path)
+        pending = []
         return result
+    }
+
+    /// Reads the file again when it is not the one last read or written here (another process
+    /// wrote it), and applies the pending changes to it.
+    private func refreshIfChanged() {
+        let now = FileStamp(path: path)
+        guard cached == nil || now != stamp else { return }
+        var state = readFromDisk().state
+        for change in pending { change(&state) }
+        cached = state
+        stamp = now
+    }
+
+    /// Opens the lock file and takes its exclusive `flock`, waiting for another writer.
+    private func acquireFileLock() throws -> Int32 {
+        try makePrivateDirectory(folder)
+        let lockPath = (folder as NSString).appendingPathComponent(StateStore.lockFileName)
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw FileIOError(operation: "open", path: lockPath, code: errno) }
+        while flock(descriptor, LOCK_EX) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            close(descriptor)
+            throw FileIOError(operation: "lock", path: lockPath, code: code)
+        }
+        return descriptor
+    }
+
+    private func releaseFileLock(_ descriptor: Int32) {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
     }
 
     /// Removes temporary files a killed agent left behind (`..offsite-state.json.tmp-…`). Call it

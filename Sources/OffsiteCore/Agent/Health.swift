@@ -33,6 +33,10 @@ public func evaluateHealth(state: AgentState, databases: [String], targets: [Str
                            now: Date) -> HealthReport {
     let limit = maxAge.timeInterval
     var problems: [String] = []
+    // A file the agent found but cannot back up is data without an off-site copy.
+    for (path, reason) in (state.unprotected ?? [:]).sorted(by: { $0.key < $1.key }) {
+        problems.append("\(path) is not backed up: \(reason)")
+    }
     for database in databases.sorted() {
         for target in targets.sorted() {
             let record = state.target(target, of: database)
@@ -134,6 +138,19 @@ public func renderStatusTable(_ state: AgentState, now: Date) -> String {
             for note in notes[index] ?? [] { lines.append(clip(indent + note)) }
         }
     }
+    if let unprotected = state.unprotected, !unprotected.isEmpty {
+        lines.append("")
+        lines.append("not backed up:")
+        for (path, reason) in unprotected.sorted(by: { $0.key < $1.key }) { lines.append(clip("  \(path): \(reason)")) }
+    }
+    if let counts = state.problemCounts, !counts.isEmpty {
+        lines.append("")
+        lines.append("other failures: " + counts.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        for problem in (state.problems ?? []).suffix(5).reversed() {
+            let scope = [problem.database, problem.target].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: " → ")
+            lines.append(clip("  \(formatAge(problem.time, now: now)) \(problem.operation)\(scope.isEmpty ? "" : " " + scope): \(problem.reason)"))
+        }
+    }
     return lines.joined(separator: "\n") + "\n"
 }
 
@@ -178,10 +195,17 @@ public func renderStatusJSON(_ state: AgentState) -> String {
             "targets": targets,
         ]
     }
+    let problems: [[String: Any]] = (state.problems ?? []).map {
+        ["time": time($0.time), "operation": $0.operation, "database": value($0.database), "target": value($0.target),
+         "reason": $0.reason]
+    }
     let root: [String: Any] = [
         "agent": ["pid": value(state.agentPID), "startedAt": time(state.agentStartedAt),
                   "firstStartedAt": time(state.firstStartedAt)] as [String: Any],
         "databases": databases,
+        "problems": problems,
+        "problemCounts": state.problemCounts ?? [:],
+        "unprotected": state.unprotected ?? [:],
     ]
     // Only strings, numbers, booleans, null, arrays and dictionaries: serialisation cannot fail.
     let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])

@@ -4,7 +4,7 @@ import Foundation
 public struct Notification: Sendable, Equatable {
     /// `backup.failed`, `backup.recovered`, `backup.succeeded`, `prune.failed`, `verify.failed`, ….
     public var event: String
-    /// The database's name.
+    /// The database's name; empty for what concerns the agent as a whole (its state file).
     public var database: String
     /// The target's name, when one is involved.
     public var target: String?
@@ -29,9 +29,9 @@ public struct Notification: Sendable, Equatable {
     /// The JSON body posted to the webhook.
     public var json: Data {
         var object: [String: Any] = [
-            "event": event, "database": database, "time": ISO8601DateFormatter().string(from: time),
-            "host": ProcessInfo.processInfo.hostName,
+            "event": event, "time": ISO8601DateFormatter().string(from: time), "host": ProcessInfo.processInfo.hostName,
         ]
+        if !database.isEmpty { object["database"] = database }
         if let target { object["target"] = target }
         if let backupID { object["backupId"] = backupID }
         if let reason { object["reason"] = reason }

@@ -123,12 +123,14 @@ public struct RemoteBackup: Sendable, Hashable {
         "\(database)/\(id)\(format.suffix)"
     }
 
-    /// Recognises a backup object in a listing entry; nil for anything else (temporaries, strays).
+    /// Recognises a backup object in a listing entry: `DBNAME/ID.sqlite3.gz[.age]` directly under
+    /// the target's root, nothing deeper (another host may keep its backups at `PREFIX/site-b/`, and
+    /// they are not this configuration's); nil for anything else (temporaries, strays).
     public init?(object: RemoteObject) {
         let parts = object.key.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count >= 2 else { return nil }
-        let fileName = parts[parts.count - 1]
-        let database = parts[parts.count - 2]
+        guard parts.count == 2 else { return nil }
+        let fileName = parts[1]
+        let database = parts[0]
         let format: PayloadFormat
         let stem: Substring
         if fileName.hasSuffix(PayloadFormat.encrypted.suffix) {

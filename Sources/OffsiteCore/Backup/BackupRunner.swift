@@ -83,6 +83,8 @@ public struct BackupReport {
     public var uploads: [UploadResult]
     /// Local rotation files removed by `local.keep`.
     public var prunedLocal: [String]
+    /// Local rotation files `local.keep` removes that could not be removed, each with why.
+    public var localPruneFailures: [String] = []
 
     /// Whether every upload succeeded.
     public var succeeded: Bool { uploads.allSatisfy { $0.error == nil } }
@@ -191,11 +193,12 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         }
     }
 
-    var pruned: [String] = []
+    var pruned = (removed: [String](), failures: [String]())
     if keepsLocal {
-        pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep, now: now())
+        pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep)
     }
-    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads, prunedLocal: pruned)
+    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
+                        prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
 }
 
 /// Streams the snapshot copy, as it is being made, through compression (every core) and, on a
@@ -344,16 +347,22 @@ public func localBackups(inFolder folder: String) -> [(id: BackupID, path: Strin
     }.sorted { $0.0 < $1.0 }
 }
 
-/// Applies `keep` to the local rotation folder of one database; returns the removed paths.
-func pruneLocalRotation(folder: String, keep: RetentionPolicy, now: Date) -> [String] {
+/// Applies `keep` to the local rotation folder of one database; returns the removed paths and,
+/// for each file that could not be removed, why.
+func pruneLocalRotation(folder: String, keep: RetentionPolicy) -> (removed: [String], failures: [String]) {
     let backups = localBackups(inFolder: folder)
-    let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.path) }, policy: keep, now: now)
+    let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.path) }, policy: keep)
     var removed: [String] = []
-    for item in plan.remove where unlink(item.key) == 0 {
-        removed.append(item.key)
+    var failures: [String] = []
+    for item in plan.remove {
+        if unlink(item.key) == 0 || errno == ENOENT {
+            removed.append(item.key)
+        } else {
+            failures.append(FileIOError(operation: "remove", path: item.key, code: errno).message)
+        }
     }
     if !removed.isEmpty { fsyncFolder(folder) }
-    return removed
+    return (removed, failures)
 }
 
 /// Counts the bytes passing through to the next sink.

@@ -14,3 +14,45 @@ public func discoverDatabases(in folder: String, include: [String]) -> [Database
         return DatabaseRef(path: path)
     }
 }
+
+/// Two databases that would share one name, and so one folder on every target: a configuration
+/// error that names both paths. Backing both up would interleave their backups in one folder, and
+/// a restore by name could put the other database's contents in place.
+public struct DatabaseNameConflict: UserFacingError, Equatable {
+    /// The shared name (`crm`).
+    public var name: String
+    /// The database that had the name first (a configured one, or the first in file-name order).
+    public var first: String
+    /// The database that would take the same name.
+    public var second: String
+
+    /// Creates the error.
+    public init(name: String, first: String, second: String) {
+        self.name = name
+        self.first = first
+        self.second = second
+    }
+
+    public var message: String {
+        "\(first) and \(second) would both be backed up as database \"\(name)\" (one folder on every target)"
+    }
+
+    public var hint: String? {
+        "rename one of the files, give it a distinct \"name\" in databases[], or narrow watch.include"
+    }
+}
+
+/// Every database a configuration protects: `configured` (databases[]) first, then the databases
+/// found in `watch` that are not configured already (by path). Throws `DatabaseNameConflict` when
+/// two different files would get one name — in databases[] and in the watched folder alike.
+public func resolveDatabases(configured: [DatabaseRef], watch: WatchConfig?) throws -> [DatabaseRef] {
+    var result: [DatabaseRef] = []
+    for candidate in configured + (watch.map { discoverDatabases(in: $0.dir, include: $0.include) } ?? []) {
+        if result.contains(where: { $0.path == candidate.path }) { continue }
+        if let clash = result.first(where: { $0.name == candidate.name }) {
+            throw DatabaseNameConflict(name: candidate.name, first: clash.path, second: candidate.path)
+        }
+        result.append(candidate)
+    }
+    return result
+}

@@ -87,7 +87,7 @@ func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
 func parseDatabases(_ top: ConfigObject) throws -> [DatabaseConfig] {
     guard let list = top.node("databases") else { return [] }
     var databases: [DatabaseConfig] = []
-    var firstIndex: [String: Int] = [:]
+    var firstIndex: [String: (index: Int, path: String)] = [:]
     for (index, node) in try list.array().enumerated() {
         let entry = try node.object(allowedKeys: ["path", "name"])
         let path = resolvePath(try entry.requiredString("path"), against: node.context.baseDirectory)
@@ -99,10 +99,11 @@ func parseDatabases(_ top: ConfigObject) throws -> [DatabaseConfig] {
         }
         if let earlier = firstIndex[database.name] {
             throw ConfigError(keyPath: nameKey,
-                              problem: "database name \"\(database.name)\" is already used by databases[\(earlier)]",
+                              problem: "\(earlier.path) (databases[\(earlier.index)]) and \(database.path) would both be "
+                                  + "backed up as database \"\(database.name)\" (one folder on every target)",
                               hint: "give one of them a different \"name\"")
         }
-        firstIndex[database.name] = index
+        firstIndex[database.name] = (index, database.path)
         databases.append(database)
     }
     return databases

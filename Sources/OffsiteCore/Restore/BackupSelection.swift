@@ -86,6 +86,7 @@ public enum RestoreError: UserFacingError, Equatable {
     case notConfirmed(database: String)
     case verificationFailed(detail: String)
     case noKey
+    case notSettled(path: String, detail: String, damaged: Bool)
 
     public var message: String {
         switch self {
@@ -99,6 +100,7 @@ public enum RestoreError: UserFacingError, Equatable {
         case let .notConfirmed(database): return "restore of \(database) not confirmed"
         case let .verificationFailed(detail): return "the restored database failed its check: \(detail)"
         case .noKey: return "no identity or passphrase to decrypt with"
+        case let .notSettled(path, detail, _): return "\(path) cannot be replaced safely: \(detail)"
         }
     }
 
@@ -110,6 +112,7 @@ public enum RestoreError: UserFacingError, Equatable {
         case .databaseInUse: return "stop the application that uses the database, then restore"
         case .notConfirmed: return "type the database name to confirm, or pass --yes"
         case .noKey: return "give --identity FILE or --passphrase-file FILE, or set encryption.identityFile in the configuration"
+        case .notSettled: return "stop every program that uses the database, then restore again; nothing was changed"
         default: return nil
         }
     }

@@ -27,8 +27,7 @@ public func checkDatabaseHealth(at path: String, check: IntegrityCheck = .quick)
         let report = try database.column(check.pragma)
         return report == ["ok"] ? .healthy : .corrupt("\(check.pragma): " + report.prefix(3).joined(separator: "; "))
     } catch let error as SQLiteError {
-        let primary = error.code & 0xff
-        if primary == 11 || primary == 26 { return .corrupt(error.message) } // SQLITE_CORRUPT, SQLITE_NOTADB
+        if error.isCorruption { return .corrupt(error.message) }
         return .unknown(error.message)
     } catch {
         return .unknown("\(error)")
@@ -133,7 +132,7 @@ public func repairIfCorrupt(database: DatabaseRef, targets: [any Target], keys: 
             let asideFolder = localFolder ?? folder
             try makePrivateDirectory(asideFolder)
             let aside = uniqueAsidePath(database: database.name, reason: "corrupt", folder: asideFolder, date: now())
-            try replaceDatabase(at: database.path, with: temporary, keepingOldAs: aside)
+            try replaceDatabase(at: database.path, with: temporary, keepingOldAs: aside, requireSettled: false)
             return .repaired(RepairReport(problem: problem, movedAside: aside, backup: backup, target: target.name, rejected: rejected))
         } catch {
             removeDatabaseFiles(temporary)

@@ -204,9 +204,9 @@ public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool
     let folder = parentDirectory(of: output)
     let temporary = try fetchVerified(backup, job: job, folder: folder)
     if overwrite {
-        for suffix in ["-wal", "-shm", "-journal"] { unlink(output + suffix) }
-        guard rename(temporary, output) == 0 else {
-            let error = FileIOError(operation: "rename", path: output, code: errno)
+        do {
+            try replaceDatabase(at: output, with: temporary, keepingOldAs: nil)
+        } catch {
             removeDatabaseFiles(temporary)
             throw error
         }
@@ -255,7 +255,7 @@ public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: 
                 case .notSQLite, .integrityCheckFailed: skipped = error.message
                 default: throw error
                 }
-            } catch let error as SQLiteError where [11, 26].contains(error.code & 0xff) {
+            } catch let error as SQLiteError where error.isCorruption {
                 // SQLITE_CORRUPT or SQLITE_NOTADB while copying or checking: the current file is damaged.
                 skipped = error.message
             }
@@ -301,38 +301,86 @@ func uniqueAsidePath(database: String, reason: String, folder: String, date: Dat
     return candidate
 }
 
-/// Puts the verified file `replacement` (in the database's folder) in place of `databasePath`.
-///
-/// With `keepingOldAs`, the current file stays readable there first — a hard link, or a copy with
-/// fsync on another file system — and its `-wal` and `-journal` move beside it, so the kept copy
-/// opens as the database was; without, stale companions are removed. The stale `-shm` is removed,
-/// then one atomic rename replaces the database. Every step before the rename is undone when a
-/// later one fails, so the live database is never left half-replaced.
-func replaceDatabase(at databasePath: String, with replacement: String, keepingOldAs kept: String?) throws {
-    var undo: [() -> Void] = []
-    do {
-        if let kept {
-            try preserveFile(databasePath, as: kept)
-            undo.append { unlink(kept) }
-            for suffix in ["-wal", "-journal"] where pathExists(databasePath + suffix) {
-                try moveFile(from: databasePath + suffix, to: kept + suffix)
-                undo.append { try? moveFile(from: kept + suffix, to: databasePath + suffix) }
-            }
-        } else {
-            for suffix in ["-wal", "-journal"] { try removeIfPresent(databasePath + suffix) }
+/// Puts the verified file `replacement` (in the database's folder) in place of `databasePath`, so
+/// that a crash or `kill -9` at any moment leaves the live path holding either the old database's
+/// whole committed state or the new one:
+/// 1. the live database is settled: its write-ahead log is checkpointed into the main file (and a
+///    hot rollback journal rolled back), so the main file alone holds the whole state;
+/// 2. with `keepingOldAs`, the old file set stays readable there (hard links, or durable copies on
+///    another file system), main file and companions alike;
+/// 3. the now empty `-wal`, the `-journal` and the `-shm` are removed;
+/// 4. one atomic rename replaces the main file.
+/// The folders are fsynced between the steps. A database that cannot be settled stops the
+/// replacement with nothing changed (busy, a log that stays), unless it is damaged — it has no whole
+/// state to lose then, and step 2 keeps it as it is — or `requireSettled` is false (a repair).
+/// A failure before the rename removes what step 2 kept and leaves the live database as it was.
+func replaceDatabase(at databasePath: String, with replacement: String, keepingOldAs kept: String?,
+                     requireSettled: Bool = true) throws {
+    let folder = parentDirectory(of: databasePath)
+    if pathExists(databasePath) {
+        do {
+            try settleDatabase(at: databasePath)
+        } catch RestoreError.notSettled(_, _, damaged: true) {
+            // Damaged: replaced as it is.
+        } catch _ where !requireSettled {
+            // Repairing: replaced as it is.
         }
-        try removeIfPresent(databasePath + "-shm")
+        fsyncFolder(folder)
+    }
+    CrashPoint.reach("replace.settled")
+    var keptFiles: [String] = []
+    do {
+        if let kept, pathExists(databasePath) {
+            for suffix in ["", "-wal", "-journal"] where pathExists(databasePath + suffix) {
+                try preserveFile(databasePath + suffix, as: kept + suffix)
+                keptFiles.append(kept + suffix)
+                chmod(kept + suffix, 0o600)
+            }
+            fsyncFolder(parentDirectory(of: kept))
+        }
+        CrashPoint.reach("replace.kept")
+        for suffix in ["-wal", "-journal", "-shm"] { try removeIfPresent(databasePath + suffix) }
+        fsyncFolder(folder)
+        CrashPoint.reach("replace.companions-removed")
         if rename(replacement, databasePath) != 0 {
             throw FileIOError(operation: "rename \(replacement) to", path: databasePath, code: errno)
         }
     } catch {
-        for step in undo.reversed() { step() }
+        for file in keptFiles { unlink(file) }
         throw error
     }
-    fsyncFolder(parentDirectory(of: databasePath))
-    if let kept {
-        for suffix in ["", "-wal", "-journal"] where pathExists(kept + suffix) { chmod(kept + suffix, 0o600) }
-        fsyncFolder(parentDirectory(of: kept))
+    fsyncFolder(folder)
+    CrashPoint.reach("replace.renamed")
+}
+
+/// Makes the main file of the (idle) database at `path` hold its whole committed state: checkpoints
+/// and truncates its write-ahead log, or rolls back a hot journal (SQLite does on the first read);
+/// throws when that cannot be done or is not seen done.
+func settleDatabase(at path: String) throws {
+    do {
+        let database = try SQLiteDatabase(path: sqliteURI(forPath: path, immutable: false), mode: .readWrite,
+                                          busyTimeout: .milliseconds(500))
+        _ = try database.scalarInt("SELECT count(*) FROM sqlite_schema")
+        if try database.column("PRAGMA journal_mode").first?.lowercased() == "wal" {
+            let result = try database.column("PRAGMA wal_checkpoint(TRUNCATE)")
+            guard result.first == "0" else {
+                throw RestoreError.notSettled(path: path, detail: "its write-ahead log could not be checkpointed (busy)", damaged: false)
+            }
+        }
+    } catch let error as RestoreError {
+        throw error
+    } catch let error as SQLiteError {
+        throw RestoreError.notSettled(path: path, detail: describe(error), damaged: error.isCorruption)
+    } catch {
+        throw RestoreError.notSettled(path: path, detail: describe(error), damaged: false)
+    }
+    // Closed: what is left beside the main file must hold nothing the main file lacks.
+    if let size = try? fileSize(at: path + "-wal"), size > 0 {
+        throw RestoreError.notSettled(path: path, detail: "its write-ahead log still holds \(size) bytes", damaged: false)
+    }
+    let journalMagic: [UInt8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]
+    if pathExists(path + "-journal"), (try? readPrefix(of: path + "-journal", count: 8)) == journalMagic {
+        throw RestoreError.notSettled(path: path, detail: "it has a rollback journal that may be hot", damaged: false)
     }
 }
 

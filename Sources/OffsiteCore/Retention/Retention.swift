@@ -2,7 +2,7 @@ import Foundation
 
 /// How many backups a target (or the local rotation) keeps, in the manner of `restic forget`:
 /// the `last` N, the newest in each of the last N hours, days, ISO weeks, months and years that
-/// have a backup, and everything `within` a span of now. Rules are OR-ed.
+/// have a backup, and everything `within` a span of the newest backup. Rules are OR-ed.
 ///
 /// A policy with no rule (every count absent or zero, no `within`) keeps everything: removing
 /// backups is only ever done because a rule says so.
@@ -19,7 +19,7 @@ public struct RetentionPolicy: Sendable, Equatable {
     public var monthly: Int?
     /// Keep the newest backup of each of the N newest years that have one.
     public var yearly: Int?
-    /// Keep every backup taken at or after `now - within`.
+    /// Keep every backup taken at or after `newest - within` (the newest backup's time, not now).
     public var within: Duration?
 
     /// Creates a policy; every rule left out is off.
@@ -89,17 +89,19 @@ public struct RetentionPlan: Sendable, Equatable {
     public var remove: [RetainedBackup]
 }
 
-/// Decides which of one database's backups `policy` keeps at `now`.
+/// Decides which of one database's backups `policy` keeps.
 ///
 /// Semantics (those of `restic forget`): backups are taken newest first; `last N` keeps the N
 /// newest; each bucket rule (hourly, daily, weekly by ISO week, monthly, yearly, in `timeZone`)
 /// keeps the newest backup of each distinct bucket until it has N buckets, and buckets with no
-/// backup do not count; `within D` keeps everything at or after `now - D`; the rules are OR-ed.
+/// backup do not count; `within D` keeps everything at or after `newest - D`, measured back from
+/// the newest backup (restic's `--keep-within`), so backups that stopped for longer than D are not
+/// all expired by the next prune; the rules are OR-ed. Nothing depends on the current time.
 /// Beyond the policy: the newest backup is always kept (`newest`); `manual` and `pre-restore`
 /// backups are always kept (reason `manual` / `pre-restore`) and are left out of the counting
 /// rules, so they never take a slot from a scheduled backup; an empty policy keeps everything
 /// (reason `no policy`). Entries sharing an id share a fate.
-public func planRetention(backups: [RetainedBackup], policy: RetentionPolicy, now: Date,
+public func planRetention(backups: [RetainedBackup], policy: RetentionPolicy,
                           timeZone: TimeZone = TimeZone(identifier: "UTC")!) -> RetentionPlan {
     let ordered = backups.sorted { ($0.id, $1.key) > ($1.id, $0.key) }
     let ids = orderedUniqueIDs(ordered)
@@ -138,8 +140,8 @@ public func planRetention(backups: [RetainedBackup], policy: RetentionPolicy, no
                 add("\(name) \(label)", to: id)
             }
         }
-        if let within = policy.within, within > .zero {
-            let cutoff = now.addingTimeInterval(-within.timeInterval)
+        if let within = policy.within, within > .zero, let newest = ids.first {
+            let cutoff = newest.date.addingTimeInterval(-within.timeInterval)
             for id in counted where id.date >= cutoff { add("within \(within.configText)", to: id) }
         }
     }

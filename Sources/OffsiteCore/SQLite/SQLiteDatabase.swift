@@ -22,6 +22,15 @@ public struct SQLiteError: UserFacingError, Equatable {
         let primary = code & 0xff
         return primary == SQLITE_BUSY || primary == SQLITE_LOCKED
     }
+
+    /// Whether the file is damaged or not a database at all (SQLITE_CORRUPT or SQLITE_NOTADB).
+    public var isCorruption: Bool {
+        let primary = code & 0xff
+        return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB
+    }
+
+    /// Whether the file is not a database (SQLITE_NOTADB).
+    public var isNotADatabase: Bool { code & 0xff == SQLITE_NOTADB }
 }
 
 /// One connection to a SQLite database. Every C return code goes through `check`.

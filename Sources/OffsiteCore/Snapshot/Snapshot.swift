@@ -289,7 +289,7 @@ public struct Snapshotter: Sendable {
                 progress?.begin(path: destinationPath, expectedBytes: try fileSize(at: sourcePath), unstableBytes: 0)
                 let pageCount = try source.copyWholeDatabase(into: destination)
                 return (pageCount, startedAt, clock.now - attemptStart, 1, 0)
-            } catch let error as SQLiteError where error.code & 0xff == 26 {  // SQLITE_NOTADB
+            } catch let error as SQLiteError where error.isNotADatabase {
                 throw SnapshotError.notSQLite(path: sourcePath, isEmpty: false)
             } catch let error as SQLiteError where error.isBusy {
                 if source.isInTransaction { try? source.execute("ROLLBACK") }

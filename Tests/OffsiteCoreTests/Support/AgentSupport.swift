@@ -130,13 +130,13 @@ final class AgentWorkspace: @unchecked Sendable {
     }
 
     /// Files that look temporary under `folder` (recursively): names starting with `.` (except the
-    /// agent's lock and state file) or containing `tmp`.
+    /// agent's lock, the state file and its lock) or containing `tmp`.
     static func temporaryFiles(under folder: String) -> [String] {
         guard let enumerator = FileManager.default.enumerator(atPath: folder) else { return [] }
         var found: [String] = []
         while let relative = enumerator.nextObject() as? String {
             let name = (relative as NSString).lastPathComponent
-            if name == AgentLock.fileName || name == StateStore.fileName { continue }
+            if name == AgentLock.fileName || name == StateStore.fileName || name == StateStore.lockFileName { continue }
             if name.hasPrefix(".") || name.contains("tmp") { found.append(relative) }
         }
         return found.sorted()
