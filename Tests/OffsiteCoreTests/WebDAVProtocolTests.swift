@@ -155,6 +155,23 @@ import Testing
         if case .failed = error { #expect(error.message.contains("HTTP \(status)")) }
     }
 
+    @Test(arguments: [
+        // status, whether the folder is checked (and made again when missing) before a retry
+        (409, true),  // Apache, rclone, wsgidav: a PUT into a missing folder
+        (500, true),  // nginx: its rename() into the missing folder fails
+        (404, true),  // other servers' PUT; a MOVE whose source went with its folder
+        (403, true),  // rclone: a MOVE whose folder is gone
+        (503, true),
+        (507, true),  // any failure the server answers: one PROPFIND costs little
+        (401, false),  // the credentials, not the folder
+        (200, false),
+        (201, false),
+        (204, false),
+    ])
+    func checksTheFolderAfterAnyFailedPutOrMoveButAnAuthenticationOne(status: Int, checks: Bool) {
+        #expect(WebDAVTarget.mayMeanMissingFolder(failedStatus: status) == checks)
+    }
+
     @Test func namesTheFullTargetAndSaysWhatToDo() {
         let full = WebDAVClient.failure(status: 507, method: "PUT", target: "nas", operation: "upload db/a.bin", key: "db/a.bin")
         #expect(full.message == "target nas: upload db/a.bin failed: HTTP 507 Insufficient Storage")

@@ -149,6 +149,60 @@ import Testing
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["db", "db/kept.bin"])
     }
 
+    @Test(arguments: WebDAVTestServer.Kind.allCases)
+    func uploadsRecreateFoldersDeletedOnTheServer(kind: WebDAVTestServer.Kind) throws {
+        let server = try WebDAVTestServer.shared(kind)
+        let folder = uniqueWebDAVFolder("deleted")
+        let onDisk = server.dataFolder.appendingPathComponent("\(folder)/nested")
+        let target = try server.makeTarget(path: "\(folder)/nested")
+        try upload(Data("first".utf8), to: target, key: "crm/first.bin")
+
+        // The database's folder goes: nginx answers the next PUT with 500, the others with 409.
+        try deleteFolder("\(folder)/nested/crm", on: server)
+        try upload(Data("second".utf8), to: target, key: "crm/second.bin")
+        #expect(try target.list(prefix: "").map(\.key) == ["crm/second.bin"])
+
+        // The target's whole folder goes, parents the target made included.
+        try deleteFolder(folder, on: server)
+        try upload(Data("third".utf8), to: target, key: "crm/third.bin")
+        #expect(try target.list(prefix: "").map(\.key) == ["crm/third.bin"])
+        #expect(try download(from: target, key: "crm/third.bin") == Data("third".utf8))
+        #expect(try namesOnDisk(onDisk) == ["crm", "crm/third.bin"], "no temporary is left")
+    }
+
+    @Test func aPUTAnswered404ForAMissingFolderHasTheFolderMadeAgain() throws {
+        let server = try WebDAVTestServer.shared(.rclone)
+        let proxy = try WebDAVFaultProxy(inFrontOf: server, mode: .put404)
+        defer { proxy.stop() }
+        let folder = uniqueWebDAVFolder("put404")
+        let target = try proxy.makeTarget(path: folder)
+        try upload(Data("first".utf8), to: target, key: "crm/first.bin")
+        try deleteFolder("\(folder)/crm", on: server)
+
+        try upload(Data("second".utf8), to: target, key: "crm/second.bin")
+        #expect(try proxy.faultCounts()["put404"] == 1, "the PUT into the missing folder was answered 404")
+        #expect(try target.list(prefix: "").map(\.key) == ["crm/second.bin"])
+        #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["crm", "crm/second.bin"])
+    }
+
+    @Test(arguments: [WebDAVTestServer.Kind.rclone, .nginx])
+    func aFolderDeletedBetweenPUTAndMOVEHasTheUploadSentAgain(kind: WebDAVTestServer.Kind) throws {
+        let server = try WebDAVTestServer.shared(kind)
+        let proxy = try WebDAVFaultProxy(inFrontOf: server, mode: .vanishBeforeMove)
+        defer { proxy.stop() }
+        let folder = uniqueWebDAVFolder("vanish")
+        let target = try proxy.makeTarget(path: "\(folder)/nested")
+
+        // The MOVE finds its source gone (rclone 403, nginx 404): the folder is made again and
+        // the upload sent again.
+        try upload(Data("the only backup".utf8), to: target, key: "crm/only.bin")
+        let counts = try proxy.faultCounts()
+        #expect(counts["vanish"] == 2, "two MOVEs: \(counts)")
+        #expect(counts.keys.filter { $0.hasPrefix("deleted2") }.count == 1, "the folder was deleted before the first: \(counts)")
+        #expect(try download(from: target, key: "crm/only.bin") == Data("the only backup".utf8))
+        #expect(try namesOnDisk(server.dataFolder.appendingPathComponent("\(folder)/nested")) == ["crm", "crm/only.bin"])
+    }
+
     @Test func serverKilledMidUploadLeavesEarlierBackupsAndNoFinalName() throws {
         var server = try WebDAVTestServer.startPrivate(.rclone)
         defer { server.stop() }
@@ -211,6 +265,14 @@ private final class CommitOutcome: @unchecked Sendable {
         do { try upload.commit() } catch { self.error = error }
         done.signal()
     }
+}
+
+/// Deletes the folder at `path` (from the served root) through the server, as someone tidying up would.
+private func deleteFolder(_ path: String, on server: WebDAVTestServer) throws {
+    let other = try server.makeTarget(path: "")
+    let request = HTTPRequest(method: "DELETE", url: other.client.url(ofPath: other.client.path(of: path + "/")),
+                              headers: [("Depth", "infinity")])
+    _ = try other.client.send(request, operation: "delete \(path)")
 }
 
 /// PUTs `data` straight to `key`, bypassing the upload's temporary name and checks.

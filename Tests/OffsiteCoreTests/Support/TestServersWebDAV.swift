@@ -347,3 +347,113 @@ final class WebDAVTestServer: @unchecked Sendable {
 func uniqueWebDAVFolder(_ label: String) -> String {
     "\(label)-\(UUID().uuidString.prefix(8).lowercased())"
 }
+
+/// A fault-injecting HTTP proxy in front of a WebDAV test server (python3's standard library
+/// only). `put404`: a PUT the server refuses with 409 (its folder is missing) is answered 404
+/// instead, as some servers do. `vanishBeforeMove`: before the first MOVE that carries
+/// credentials, the proxy deletes the source's folder on the server (with the same Basic
+/// credentials), as someone tidying up at that moment would. Everything else passes unchanged.
+final class WebDAVFaultProxy: @unchecked Sendable {
+    enum Mode: String { case put404, vanishBeforeMove }
+
+    let port: Int
+    private let process: Process
+    private let folder: URL
+    private let server: WebDAVTestServer
+
+    private static let script = #"""
+        import http.client, http.server, sys, threading
+        upstream, port, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+        lock, counts = threading.Lock(), {}
+        def count(kind):
+            with lock:
+                counts[kind] = counts.get(kind, 0) + 1
+                return counts[kind]
+        def forward(method, path, headers, body):
+            connection = http.client.HTTPConnection('127.0.0.1', upstream, timeout=60)
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response, response.read()
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+            def log_message(self, *args): pass
+            def reply(self, status, headers, body):
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ('transfer-encoding', 'connection', 'content-length'):
+                        self.send_header(name, value)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                if self.command != 'HEAD':
+                    self.wfile.write(body)
+            def handle_request(self):
+                if self.path == '/__faults':
+                    with lock:
+                        return self.reply(200, [], ' '.join('%s=%d' % item for item in sorted(counts.items())).encode())
+                length = int(self.headers.get('Content-Length') or 0)
+                body = self.rfile.read(length) if length else b''
+                headers = dict(self.headers.items())
+                if (mode == 'vanishBeforeMove' and self.command == 'MOVE' and 'Authorization' in headers
+                        and count('vanish') == 1):
+                    folder = self.path.rsplit('/', 1)[0] + '/'
+                    gone, _ = forward('DELETE', folder, {'Authorization': headers['Authorization'], 'Depth': 'infinity'}, b'')
+                    count('deleted%d' % gone.status)
+                response, data = forward(self.command, self.path, headers, body)
+                status = response.status
+                if mode == 'put404' and self.command == 'PUT' and status == 409:
+                    count('put404')
+                    status = 404
+                self.reply(status, response.getheaders(), data)
+            do_GET = do_PUT = do_DELETE = do_HEAD = do_MKCOL = do_MOVE = do_PROPFIND = do_COPY = handle_request
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler)
+        server.daemon_threads = True
+        server.serve_forever()
+        """#
+
+    /// Starts a proxy in front of `server`.
+    init(inFrontOf server: WebDAVTestServer, mode: Mode) throws {
+        self.server = server
+        port = try freeLoopbackPort()
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-dav-proxy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        process = try S3TestServer.launchWatched("python3", ["-c", Self.script, String(server.port), String(port), mode.rawValue],
+                                                 folder: folder)
+        let client = HTTPClient(options: HTTPClientOptions(connectTimeout: .seconds(1), stallTimeout: .seconds(5)))
+        let deadline = Date().addingTimeInterval(15)
+        while (try? client.perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/__faults"))) == nil {
+            guard process.isRunning, Date() < deadline else {
+                stop()
+                throw FixtureError("the fault-injecting WebDAV proxy (python3) did not start")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// How often each fault was considered or injected (`put404=1 vanish=2 deleted204=1`).
+    func faultCounts() throws -> [String: Int] {
+        let response = try HTTPClient().perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/__faults"))
+        var counts: [String: Int] = [:]
+        for pair in String(decoding: response.body, as: UTF8.self).split(separator: " ") {
+            let parts = pair.split(separator: "=")
+            if parts.count == 2 { counts[String(parts[0])] = Int(parts[1]) }
+        }
+        return counts
+    }
+
+    /// A WebDAV target on the server, through this proxy, with short retry waits.
+    func makeTarget(path: String) throws -> WebDAVTarget {
+        let url = "webdav+http://127.0.0.1:\(port)\(server.basePath)/\(path)"
+        var config = TargetConfig(name: "dav-proxy", url: url, location: try TargetLocation(parsing: url))
+        config.username = WebDAVTestServer.username
+        config.password = Secret(WebDAVTestServer.password)
+        config.timeout = .seconds(20)
+        return try WebDAVTarget(config: config, spoolFolder: nil,
+                                retryPolicy: RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50)))
+    }
+
+    /// Stops the proxy.
+    func stop() {
+        S3TestServer.killWatched(process, folder: folder)
+        try? FileManager.default.removeItem(at: folder)
+    }
+}

@@ -223,6 +223,31 @@ public final class WebDAVTarget: Target {
         knownFolders.insert(path)
     }
 
+    /// After a PUT or MOVE into `folder` failed with `status`, once per upload: forgets every
+    /// folder this target remembers, asks the server whether the folder is there (PROPFIND) and
+    /// makes it again when it is not. Returns true when it was made again, so sending once more
+    /// can succeed; false when it was there, could not be looked at, or was checked already.
+    func recreateFolderIfMissing(_ folder: UploadFolder, afterFailedStatus status: Int) throws -> Bool {
+        guard !folder.isChecked, Self.mayMeanMissingFolder(failedStatus: status) else { return false }
+        folder.isChecked = true
+        knownFolders.removeAll()
+        do {
+            if try client.propfind(path: folder.path, depth: 0, operation: "look at folder \(folder.displayKey)") != nil { return false }
+        } catch {
+            return false  // A folder that cannot be looked at leaves the upload's own failure to report.
+        }
+        try ensureFolder(atPath: folder.path, displayKey: folder.displayKey)
+        return true
+    }
+
+    /// Whether a PUT or MOVE that failed with `status` may have failed because its folder was
+    /// deleted: every failure but 401 (the credentials, not the folder). Servers answer a PUT into
+    /// a missing folder with 409 (Apache, rclone, wsgidav), 500 (nginx: its rename() fails) or 404,
+    /// and a MOVE out of one with 403 (rclone) or 404.
+    static func mayMeanMissingFolder(failedStatus status: Int) -> Bool {
+        !(200..<300).contains(status) && status != 401
+    }
+
     /// The encoded path of the folder holding the folder at `path` (both end in `/`).
     static func parent(ofFolderPath path: String) -> String {
         var trimmed = path
@@ -258,9 +283,9 @@ final class KnownFolders: @unchecked Sendable {
         lock.unlock()
     }
 
-    func remove(_ path: String) {
+    func removeAll() {
         lock.lock()
-        paths.remove(path)
+        paths.removeAll()
         lock.unlock()
     }
 }
