@@ -172,6 +172,24 @@ import Testing
         #expect(WebDAVTarget.mayMeanMissingFolder(failedStatus: status) == checks)
     }
 
+    @Test(arguments: [
+        // WWW-Authenticate values of the 401s, Basic allowed, Digest allowed, the scheme kept
+        (["Basic realm=\"offsite-test\""], true, true, HTTPAuthenticationScheme?.some(.basic)),
+        (["Digest realm=\"x\", nonce=\"n\", algorithm=MD5, qop=\"auth\""], true, true, .digest),
+        (["Basic realm=\"x\"", "Digest realm=\"x\", nonce=\"n\""], true, true, .digest),  // two headers
+        (["Digest realm=\"x\", nonce=\"n\", Basic realm=\"x\""], true, true, .digest),  // two in one
+        (["Digest realm=\"x\", nonce=\"n\", Basic realm=\"x\""], true, false, .basic),  // Digest not allowed
+        (["digest realm=\"x\""], true, true, .digest),  // scheme names are case-insensitive
+        (["Basic realm=\"x\""], false, true, nil),  // Basic offered, not allowed
+        (["Bearer realm=\"x\", error=\"invalid_token\""], true, true, nil),
+        (["NTLM", "Negotiate"], true, true, nil),
+        ([], true, true, nil),  // no 401: nothing learned
+    ] as [([String], Bool, Bool, HTTPAuthenticationScheme?)])
+    func keepsTheSchemeTheServerAskedFor(challenges: [String], allowsBasic: Bool, allowsDigest: Bool,
+                                         expected: HTTPAuthenticationScheme?) {
+        #expect(HTTPAuthenticationScheme.preferred(offeredBy: challenges, allowsBasic: allowsBasic, allowsDigest: allowsDigest) == expected)
+    }
+
     @Test func namesTheFullTargetAndSaysWhatToDo() {
         let full = WebDAVClient.failure(status: 507, method: "PUT", target: "nas", operation: "upload db/a.bin", key: "db/a.bin")
         #expect(full.message == "target nas: upload db/a.bin failed: HTTP 507 Insufficient Storage")

@@ -203,6 +203,31 @@ import Testing
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent("\(folder)/nested")) == ["crm", "crm/only.bin"])
     }
 
+    @Test(arguments: [WebDAVTestServer.Kind.apache, .nginx])
+    func credentialsGoWithEveryRequestOnceTheSchemeIsKnown(kind: WebDAVTestServer.Kind) throws {
+        // Apache asks for Digest, nginx for Basic; each logs every request with its status.
+        let server = try WebDAVTestServer.shared(kind)
+        let folder = uniqueWebDAVFolder("rounds")
+        let target = try server.makeTarget(path: folder)
+        for index in 0..<3 { try upload(Data("backup \(index)".utf8), to: target, key: "crm/\(index).bin") }
+        #expect(try target.list(prefix: "crm/").count == 3)
+        #expect(try download(from: target, key: "crm/1.bin") == Data("backup 1".utf8))
+        try target.delete(key: "crm/0.bin")
+
+        // A server logs a request after answering it: wait for the DELETE's line.
+        var lines: [String] = []
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            lines = try server.accessLog().filter { $0.contains("/dav/\(folder)") }
+            if lines.contains(where: { $0.hasPrefix("DELETE ") }) { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        } while Date() < deadline
+        let challenged = lines.filter { $0.hasSuffix(" 401") }
+        #expect(challenged.count == 1, "only the first request goes without credentials: \(lines)")
+        #expect(lines.first?.hasSuffix(" 401") == true, "\(lines)")
+        #expect(lines.count - challenged.count >= 15, "\(lines)")
+    }
+
     @Test func serverKilledMidUploadLeavesEarlierBackupsAndNoFinalName() throws {
         var server = try WebDAVTestServer.startPrivate(.rclone)
         defer { server.stop() }

@@ -132,9 +132,11 @@ final class WebDAVUpload: TargetUpload {
     /// PUTs the spool to `path`; when the folder had to be made again, PUTs once more at once.
     private func put(_ path: String, folder: UploadFolder) throws {
         var headers: [(name: String, value: String)] = [("Content-Type", "application/octet-stream")]
-        if target.client.http.options.credentials != nil, byteCount > 0 {
-            // libcurl first asks without credentials to learn the scheme (Basic or Digest). With
-            // 100-continue the server's 401 comes before the body, so the body is sent once.
+        let http = target.client.http
+        if http.options.credentials != nil, byteCount > 0, http.authenticationScheme != .basic {
+            // Before the scheme is known, or with Digest (a new handle has no nonce, an old one's
+            // may have gone stale), the server may answer 401 first: with 100-continue that comes
+            // before the body, so the body is sent once. Basic credentials go with the request.
             headers.append(("Expect", "100-continue"))
         }
         let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: path), headers: headers,
