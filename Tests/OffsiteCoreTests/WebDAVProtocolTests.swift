@@ -112,10 +112,17 @@ import Testing
     @Test func temporaryNamesCarryTheirStartTime() throws {
         let name = WebDAVTarget.makeTemporaryName()
         #expect(name.hasPrefix(WebDAVTarget.temporaryNamePrefix))
+        #expect(!name.hasPrefix("."), "servers that hide dot-files must still list temporaries")
+        #expect(WebDAVTarget.isTemporaryName(name))
         let started = try #require(WebDAVTarget.startTime(ofTemporaryName: name))
         #expect(abs(started.timeIntervalSinceNow) < 5)
         #expect(WebDAVTarget.startTime(ofTemporaryName: "20261122T031700Z-manual.sqlite3.gz.age") == nil)
+        #expect(!WebDAVTarget.isTemporaryName("20261122T031700Z-manual.sqlite3.gz.age"))
         #expect(WebDAVTarget.makeTemporaryName() != name)
+        // An earlier version's name.
+        #expect(WebDAVTarget.isTemporaryName(".offsite-upload-1795319574-0a1b2c3d4e5f.tmp"))
+        #expect(WebDAVTarget.startTime(ofTemporaryName: ".offsite-upload-1795319574-0a1b2c3d4e5f.tmp")
+                == Date(timeIntervalSince1970: 1_795_319_574))
     }
 
     @Test(arguments: [
@@ -146,6 +153,41 @@ import Testing
         #expect(error.isPermanent == isPermanent)
         #expect(error.message.hasPrefix("target nas: "))
         if case .failed = error { #expect(error.message.contains("HTTP \(status)")) }
+    }
+
+    @Test(arguments: [
+        // status, whether the folder is checked (and made again when missing) before a retry
+        (409, true),  // Apache, rclone, wsgidav: a PUT into a missing folder
+        (500, true),  // nginx: its rename() into the missing folder fails
+        (404, true),  // other servers' PUT; a MOVE whose source went with its folder
+        (403, true),  // rclone: a MOVE whose folder is gone
+        (503, true),
+        (507, true),  // any failure the server answers: one PROPFIND costs little
+        (401, false),  // the credentials, not the folder
+        (200, false),
+        (201, false),
+        (204, false),
+    ])
+    func checksTheFolderAfterAnyFailedPutOrMoveButAnAuthenticationOne(status: Int, checks: Bool) {
+        #expect(WebDAVTarget.mayMeanMissingFolder(failedStatus: status) == checks)
+    }
+
+    @Test(arguments: [
+        // WWW-Authenticate values of the 401s, Basic allowed, Digest allowed, the scheme kept
+        (["Basic realm=\"offsite-test\""], true, true, HTTPAuthenticationScheme?.some(.basic)),
+        (["Digest realm=\"x\", nonce=\"n\", algorithm=MD5, qop=\"auth\""], true, true, .digest),
+        (["Basic realm=\"x\"", "Digest realm=\"x\", nonce=\"n\""], true, true, .digest),  // two headers
+        (["Digest realm=\"x\", nonce=\"n\", Basic realm=\"x\""], true, true, .digest),  // two in one
+        (["Digest realm=\"x\", nonce=\"n\", Basic realm=\"x\""], true, false, .basic),  // Digest not allowed
+        (["digest realm=\"x\""], true, true, .digest),  // scheme names are case-insensitive
+        (["Basic realm=\"x\""], false, true, nil),  // Basic offered, not allowed
+        (["Bearer realm=\"x\", error=\"invalid_token\""], true, true, nil),
+        (["NTLM", "Negotiate"], true, true, nil),
+        ([], true, true, nil),  // no 401: nothing learned
+    ] as [([String], Bool, Bool, HTTPAuthenticationScheme?)])
+    func keepsTheSchemeTheServerAskedFor(challenges: [String], allowsBasic: Bool, allowsDigest: Bool,
+                                         expected: HTTPAuthenticationScheme?) {
+        #expect(HTTPAuthenticationScheme.preferred(offeredBy: challenges, allowsBasic: allowsBasic, allowsDigest: allowsDigest) == expected)
     }
 
     @Test func namesTheFullTargetAndSaysWhatToDo() {

@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// The WebDAV target against real servers on loopback: rclone and wsgidav (Basic) and Apache
-/// mod_dav_fs (Digest), each with its own quirks.
+/// The WebDAV target against real servers on loopback: rclone, wsgidav and nginx (Basic) and
+/// Apache mod_dav_fs (Digest), each with its own quirks.
 @Suite struct WebDAVServerTests {
     @Test(arguments: WebDAVTestServer.Kind.allCases)
     func passesTheTargetConformanceSuite(kind: WebDAVTestServer.Kind) throws {
@@ -127,10 +127,9 @@ import Testing
         let target = try server.makeTarget(path: folder)
         try upload(Data("kept".utf8), to: target, key: "db/kept.bin")
         // A temporary as a crash leaves it: partial bytes under a temporary name, never renamed.
+        // nginx leaves dot-files out of its listings: a temporary must not be one to be found.
         let name = WebDAVTarget.makeTemporaryName()
-        let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: target.client.path(of: "db/\(name)")),
-                                  body: .data(Data("partial".utf8)))
-        _ = try target.client.send(request, operation: "make a temporary")
+        try put(Data("partial".utf8), on: target, key: "db/\(name)")
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)).contains("db/\(name)"))
         #expect(try target.list(prefix: "").map(\.key) == ["db/kept.bin"], "temporaries are never listed")
 
@@ -140,6 +139,93 @@ import Testing
         #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "db") == 1)
         #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["db", "db/kept.bin"])
         #expect(try download(from: target, key: "db/kept.bin") == Data("kept".utf8))
+
+        // Earlier versions named temporaries as dot-files: where the server lists them, they go too.
+        guard kind != .nginx else { return }
+        let former = WebDAVTarget.formerTemporaryNamePrefix + "1700000000-00112233.tmp"
+        try put(Data("partial".utf8), on: target, key: "db/\(former)")
+        #expect(try target.list(prefix: "").map(\.key) == ["db/kept.bin"])
+        #expect(try target.removeStaleTemporaries(olderThan: .zero, inFolder: "db") == 1)
+        #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["db", "db/kept.bin"])
+    }
+
+    @Test(arguments: WebDAVTestServer.Kind.allCases)
+    func uploadsRecreateFoldersDeletedOnTheServer(kind: WebDAVTestServer.Kind) throws {
+        let server = try WebDAVTestServer.shared(kind)
+        let folder = uniqueWebDAVFolder("deleted")
+        let onDisk = server.dataFolder.appendingPathComponent("\(folder)/nested")
+        let target = try server.makeTarget(path: "\(folder)/nested")
+        try upload(Data("first".utf8), to: target, key: "crm/first.bin")
+
+        // The database's folder goes: nginx answers the next PUT with 500, the others with 409.
+        try deleteFolder("\(folder)/nested/crm", on: server)
+        try upload(Data("second".utf8), to: target, key: "crm/second.bin")
+        #expect(try target.list(prefix: "").map(\.key) == ["crm/second.bin"])
+
+        // The target's whole folder goes, parents the target made included.
+        try deleteFolder(folder, on: server)
+        try upload(Data("third".utf8), to: target, key: "crm/third.bin")
+        #expect(try target.list(prefix: "").map(\.key) == ["crm/third.bin"])
+        #expect(try download(from: target, key: "crm/third.bin") == Data("third".utf8))
+        #expect(try namesOnDisk(onDisk) == ["crm", "crm/third.bin"], "no temporary is left")
+    }
+
+    @Test func aPUTAnswered404ForAMissingFolderHasTheFolderMadeAgain() throws {
+        let server = try WebDAVTestServer.shared(.rclone)
+        let proxy = try WebDAVFaultProxy(inFrontOf: server, mode: .put404)
+        defer { proxy.stop() }
+        let folder = uniqueWebDAVFolder("put404")
+        let target = try proxy.makeTarget(path: folder)
+        try upload(Data("first".utf8), to: target, key: "crm/first.bin")
+        try deleteFolder("\(folder)/crm", on: server)
+
+        try upload(Data("second".utf8), to: target, key: "crm/second.bin")
+        #expect(try proxy.faultCounts()["put404"] == 1, "the PUT into the missing folder was answered 404")
+        #expect(try target.list(prefix: "").map(\.key) == ["crm/second.bin"])
+        #expect(try namesOnDisk(server.dataFolder.appendingPathComponent(folder)) == ["crm", "crm/second.bin"])
+    }
+
+    @Test(arguments: [WebDAVTestServer.Kind.rclone, .nginx])
+    func aFolderDeletedBetweenPUTAndMOVEHasTheUploadSentAgain(kind: WebDAVTestServer.Kind) throws {
+        let server = try WebDAVTestServer.shared(kind)
+        let proxy = try WebDAVFaultProxy(inFrontOf: server, mode: .vanishBeforeMove)
+        defer { proxy.stop() }
+        let folder = uniqueWebDAVFolder("vanish")
+        let target = try proxy.makeTarget(path: "\(folder)/nested")
+
+        // The MOVE finds its source gone (rclone 403, nginx 404): the folder is made again and
+        // the upload sent again.
+        try upload(Data("the only backup".utf8), to: target, key: "crm/only.bin")
+        let counts = try proxy.faultCounts()
+        #expect(counts["vanish"] == 2, "two MOVEs: \(counts)")
+        #expect(counts.keys.filter { $0.hasPrefix("deleted2") }.count == 1, "the folder was deleted before the first: \(counts)")
+        #expect(try download(from: target, key: "crm/only.bin") == Data("the only backup".utf8))
+        #expect(try namesOnDisk(server.dataFolder.appendingPathComponent("\(folder)/nested")) == ["crm", "crm/only.bin"])
+    }
+
+    @Test(arguments: [WebDAVTestServer.Kind.apache, .nginx])
+    func credentialsGoWithEveryRequestOnceTheSchemeIsKnown(kind: WebDAVTestServer.Kind) throws {
+        // Apache asks for Digest, nginx for Basic; each logs every request with its status.
+        let server = try WebDAVTestServer.shared(kind)
+        let folder = uniqueWebDAVFolder("rounds")
+        let target = try server.makeTarget(path: folder)
+        for index in 0..<3 { try upload(Data("backup \(index)".utf8), to: target, key: "crm/\(index).bin") }
+        #expect(try target.list(prefix: "crm/").count == 3)
+        #expect(try download(from: target, key: "crm/1.bin") == Data("backup 1".utf8))
+        try target.delete(key: "crm/0.bin")
+
+        // A server logs a request after answering it: wait for the DELETE's line.
+        var lines: [String] = []
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            lines = try server.accessLog().filter { $0.contains("/dav/\(folder)") }
+            if lines.contains(where: { $0.hasPrefix("DELETE ") }) { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        } while Date() < deadline
+        let challenged = lines.filter { $0.hasSuffix(" 401") }
+        #expect(challenged.count == 1, "only the first request goes without credentials: \(lines)")
+        #expect(lines.first?.hasSuffix(" 401") == true, "\(lines)")
+        #expect(lines.count - challenged.count >= 15, "\(lines)")
     }
 
     @Test func serverKilledMidUploadLeavesEarlierBackupsAndNoFinalName() throws {
@@ -204,6 +290,20 @@ private final class CommitOutcome: @unchecked Sendable {
         do { try upload.commit() } catch { self.error = error }
         done.signal()
     }
+}
+
+/// Deletes the folder at `path` (from the served root) through the server, as someone tidying up would.
+private func deleteFolder(_ path: String, on server: WebDAVTestServer) throws {
+    let other = try server.makeTarget(path: "")
+    let request = HTTPRequest(method: "DELETE", url: other.client.url(ofPath: other.client.path(of: path + "/")),
+                              headers: [("Depth", "infinity")])
+    _ = try other.client.send(request, operation: "delete \(path)")
+}
+
+/// PUTs `data` straight to `key`, bypassing the upload's temporary name and checks.
+private func put(_ data: Data, on target: WebDAVTarget, key: String) throws {
+    let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: target.client.path(of: key)), body: .data(data))
+    _ = try target.client.send(request, operation: "put \(key)")
 }
 
 /// Every file and folder under `folder`, relative and sorted.

