@@ -160,6 +160,7 @@ public final class Agent: @unchecked Sendable {
             targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
         }
         removeLocalLeftovers()
+        removeRestoreLeftovers()
         // Two files with one name are a configuration error, found before anything is repaired.
         _ = try resolveDatabases(configured: config.databases, watch: config.watch)
         if config.restoreIfCorrupt { repairCorruptDatabases() }
@@ -530,10 +531,11 @@ public final class Agent: @unchecked Sendable {
         for database in databases {
             for target in targets where !isStopping {
                 let records = snapshot.backupRecords(database: database.ref.name, target: target.config.name)
+                logger.debug("verify.start", ["db": database.ref.name, "target": target.config.name])
                 let outcomes: [VerifyOutcome]
                 do {
                     outcomes = try verifyBackups(of: database.ref.name, on: target.target, scope: .latest, keys: keys,
-                                                 records: records, temporaryFolder: localFolder)
+                                                 records: records, temporaryFolder: localFolder, cancellation: cancellation)
                 } catch {
                     logger.error("verify.failed", ["db": database.ref.name, "target": target.config.name, "reason": describe(error)])
                     continue
@@ -567,6 +569,18 @@ public final class Agent: @unchecked Sendable {
                 if count > 0 { logger.info("leftovers.removed", ["target": target.config.name, "db": database, "count": count]) }
             } catch {
                 logger.warn("leftovers.failed", ["target": target.config.name, "db": database, "reason": describe(error)])
+            }
+        }
+    }
+
+    /// Removes the restore temporaries (full-size plaintext copies) that a killed restore or drill
+    /// left beside the databases and in the local folder, when no process holds them any more.
+    private func removeRestoreLeftovers() {
+        var folders = Set(config.databases.map { parentDirectory(of: $0.path) } + [localFolder])
+        if let watch = config.watch { folders.insert(watch.dir) }
+        for folder in folders.sorted() {
+            for name in removeStaleRestoreTemporaries(in: folder, olderThan: 0) {
+                logger.info("leftovers.removed", ["file": "\(folder)/\(name)"])
             }
         }
     }
