@@ -403,9 +403,10 @@ public final class Agent: @unchecked Sendable {
         // mistaken for new ones when their file events arrive later.
         if database.detector.hasChanged() { database.generation += 1 }
         let generation = database.generation
-        let job = BackupJob(database: database.ref, kind: kind, targets: due.map(\.target), encryption: encryption,
+        var job = BackupJob(database: database.ref, kind: kind, targets: due.map(\.target), encryption: encryption,
                             compressionLevel: config.compression.level, check: config.integrityCheck,
                             localFolder: localFolder, localKeep: config.local?.keep, cancellation: cancellation)
+        job.onRetake = { [logger] reason in logger.warn("backup.retaken", ["db": database.ref.name, "reason": reason]) }
         let started = Date()
         logger.info("backup.start", ["db": database.ref.name, "kind": kind.rawValue,
                                      "targets": due.map(\.config.name).joined(separator: ",")])

@@ -324,3 +324,53 @@ public final class GzipDecompressor: ByteSink {
         }
     }
 }
+
+/// The CRC-32 (zlib's, the one gzip trailers carry) of a byte sequence and its length, built from
+/// the checksums of consecutive pieces (`crc32_combine`), so pieces checksummed out of order or on
+/// other threads add up to the checksum of the whole.
+public struct PlaintextChecksum: Sendable, Equatable, CustomStringConvertible {
+    /// The CRC-32 of the bytes so far.
+    public private(set) var crc: UInt32 = 0
+    /// How many bytes so far.
+    public private(set) var length: Int64 = 0
+
+    /// The checksum of nothing.
+    public init() {}
+
+    /// The checksum of `bytes`.
+    public init(of bytes: UnsafeRawBufferPointer) {
+        append(bytes)
+    }
+
+    /// Adds a piece whose own checksum is `crc`, `length` bytes long, after the bytes so far.
+    public mutating func append(crc pieceCRC: UInt32, length pieceLength: Int64) {
+        crc = UInt32(offsite_crc32_combine(UInt(crc), UInt(pieceCRC), pieceLength))
+        length += pieceLength
+    }
+
+    /// Adds `bytes` after the bytes so far.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let count = min(bytes.count - offset, Int(UInt32.max))
+            crc = UInt32(crc32(uLong(crc), bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self), uInt(count)))
+            offset += count
+        }
+        length += Int64(bytes.count)
+    }
+
+    /// `crc32 0x… of N bytes`.
+    public var description: String { "crc32 " + String(format: "%08x", crc) + " of \(length) bytes" }
+
+    /// The checksum of the whole file at `path`, read in 1 MiB pieces.
+    public static func of(fileAt path: String) throws -> PlaintextChecksum {
+        final class Summing: ByteSink {
+            var checksum = PlaintextChecksum()
+            func write(_ bytes: UnsafeRawBufferPointer) throws { checksum.append(bytes) }
+            func finish() throws {}
+        }
+        let sink = Summing()
+        try readFile(at: path, into: sink)
+        return sink.checksum
+    }
+}

@@ -49,6 +49,11 @@ public final class ParallelGzipCompressor: ByteSink {
     private var spillFolder = ""
     /// The most bytes ever held; for tests.
     private(set) var peakHeldBytes = 0
+    /// The checksum of the input written to `next` so far, in input order (its members' own CRCs
+    /// combined); after `finish`, that of the whole input that was compressed.
+    public private(set) var plaintextChecksum = PlaintextChecksum()
+    /// The checksum of the members held behind the deferred first block.
+    private var heldChecksum = PlaintextChecksum()
 
     /// The default limit of `deferFirstBlock`: 256 MiB of compressed output.
     public static let defaultHoldLimit = 256 << 20
@@ -117,8 +122,11 @@ public final class ParallelGzipCompressor: ByteSink {
         let stream = try ZStream(direction: .deflate, level: Int32(level))
         try ParallelGzipQueue.compress(block, with: stream)
         try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+        plaintextChecksum.append(crc: block.crc, length: Int64(block.inputCount))
         if reused != nil { spare.append(block) }
         if let held { try held.drain(into: next) }
+        plaintextChecksum.append(crc: heldChecksum.crc, length: heldChecksum.length)
+        heldChecksum = PlaintextChecksum()
         held = nil
     }
 
@@ -130,12 +138,14 @@ public final class ParallelGzipCompressor: ByteSink {
                 let spill = try held ?? HeldOutput(folder: spillFolder)
                 held = spill
                 try spill.append(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+                heldChecksum.append(crc: block.crc, length: Int64(block.inputCount))
                 peakHeldBytes = max(peakHeldBytes, spill.count)
                 return
             }
             try writeDeferredFirst()
         }
         try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+        plaintextChecksum.append(crc: block.crc, length: Int64(block.inputCount))
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -279,6 +289,8 @@ private final class CompressionBlock: @unchecked Sendable {
     let outputCapacity: Int
     var inputCount = 0
     var outputCount = 0
+    /// The CRC-32 of the input, as the member's trailer holds it.
+    var crc: UInt32 = 0
     var sequence = 0
     /// Guarded by the queue's lock.
     var isCompressed = false
@@ -403,5 +415,7 @@ private final class ParallelGzipQueue: @unchecked Sendable {
             throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
         }
         block.outputCount = block.outputCapacity - Int(z.pointee.avail_out)
+        // For a gzip stream zlib keeps the input's CRC-32 in `adler`.
+        block.crc = UInt32(truncatingIfNeeded: z.pointee.adler)
     }
 }

@@ -54,6 +54,16 @@ public enum SnapshotError: UserFacingError, Equatable {
     case destinationIsSource(path: String)
     /// A copy that was being read while it was made had to start over, so what was read is stale.
     case changedWhileStreaming(path: String)
+    /// What was compressed while the copy was made differs from the copy that passed its check.
+    case shippedDiffers(shipped: PlaintextChecksum, copy: PlaintextChecksum)
+
+    /// Whether the backup is taken again, reading the copy only once it is whole.
+    public var isRetakenWithoutOverlap: Bool {
+        switch self {
+        case .changedWhileStreaming, .shippedDiffers: return true
+        default: return false
+        }
+    }
 
     public var message: String {
         switch self {
@@ -72,6 +82,8 @@ public enum SnapshotError: UserFacingError, Equatable {
             return "snapshot destination is the database \(path) itself"
         case let .changedWhileStreaming(path):
             return "the copy of \(path) started over while it was being compressed"
+        case let .shippedDiffers(shipped, copy):
+            return "the bytes compressed while the copy was made (\(shipped)) differ from the checked copy (\(copy))"
         }
     }
 
@@ -83,7 +95,7 @@ public enum SnapshotError: UserFacingError, Equatable {
             return "a writer holds long transactions; try again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)"
         case .integrityCheckFailed:
             return "the source database may be damaged; run PRAGMA integrity_check on it and restore from an earlier backup"
-        case .incompleteCopy, .changedWhileStreaming: return nil
+        case .incompleteCopy, .changedWhileStreaming, .shippedDiffers: return nil
         case .destinationIsSource: return "write snapshots to a separate backup folder"
         }
     }
