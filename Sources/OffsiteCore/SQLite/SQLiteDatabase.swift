@@ -29,6 +29,9 @@ public struct SQLiteError: UserFacingError, Equatable {
         return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB
     }
 
+    /// Whether the file could not be opened at all (SQLITE_CANTOPEN: missing, or not permitted).
+    public var isCannotOpen: Bool { code & 0xff == SQLITE_CANTOPEN }
+
     /// Whether the file is not a database (SQLITE_NOTADB).
     public var isNotADatabase: Bool { code & 0xff == SQLITE_NOTADB }
 }
