@@ -289,7 +289,6 @@ public struct Snapshotter: Sendable {
         do {
             source = try SQLiteDatabase(path: sourcePath, mode: .readWrite, busyTimeout: .milliseconds(50))
             try source.execute("PRAGMA query_only = ON")
-            _ = try source.scalarText("PRAGMA journal_mode")
         } catch let error as SQLiteError where error.isCannotOpen {
             // "unable to open database file" says nothing of why; most often the sidecar runs as
             // another user than the application.
