@@ -42,6 +42,9 @@ public struct BackupJob {
     public var localKeep: RetentionPolicy?
     /// Raised to stop the backup between chunks (the agent is stopping); nil: never.
     public var cancellation: Cancellation?
+    /// Told the backup's id as soon as it is chosen, before the snapshot starts (a manual backup
+    /// requested over HTTP answers with it); nil: nobody asks.
+    public var onIDChosen: (@Sendable (BackupID) -> Void)?
 
     /// Creates a job.
     public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
@@ -118,6 +121,7 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     defer { if !keepsLocal { try? FileManager.default.removeItem(atPath: folder) } }
 
     let id = chooseBackupID(job: job, folder: folder, now: now)
+    job.onIDChosen?(id)
     var snapshotter = Snapshotter()
     snapshotter.durable = keepsLocal
     let snapshotJob = BackgroundSnapshot(snapshotter: snapshotter, database: job.database.path,
