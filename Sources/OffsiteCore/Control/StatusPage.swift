@@ -199,7 +199,8 @@ private func timeElement(_ date: Date, now: Date) -> String {
 }
 
 private func formatDuration(_ seconds: Double) -> String {
-    seconds < 60 ? String(format: "%.1fs", seconds) : formatSpan(seconds)
+    if seconds < 1 { return String(format: "%.2fs", seconds) }
+    return seconds < 60 ? String(format: "%.1fs", seconds) : formatSpan(seconds)
 }
 
 private func targetKindName(_ kind: TargetKind) -> String {
@@ -250,14 +251,14 @@ private func pageDocument(title: String, body: String) -> String {
 
 /// The page's only style sheet; the Content-Security-Policy names its hash.
 let styleSheet = """
-    :root{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;background:#f3f4f6;line-height:1.4}
+    *{box-sizing:border-box}:root{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;background:#f3f4f6;line-height:1.4}
     body{margin:0 auto;max-width:60rem;padding:.75rem}
     h1{font-size:1.35rem;margin:.25rem 0}h2{font-size:1.15rem;margin:1.25rem 0 .5rem}h3{font-size:1.05rem;margin:0 0 .25rem}
     h4{font-size:.95rem;margin:0 0 .25rem}
     .muted,.path{color:#57606a}.path,code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;overflow-wrap:anywhere}
     .card,.target{background:#fff;border:1px solid #d6dbe1;border-radius:.5rem;padding:.75rem;margin:.5rem 0}
     .target{margin:0;border-left:4px solid #2da44e}.target.failing{border-left-color:#cf222e}
-    .ok{background:#e8f6ec;border-color:#a6d8b4}.bad{background:#fdeeee;border-color:#f0a9a9}.bad-text{color:#b42318;font-weight:600}
+    .card>h2:first-child{margin-top:0}.ok{background:#e8f6ec;border-color:#a6d8b4}.bad{background:#fdeeee;border-color:#f0a9a9}.bad-text{color:#b42318;font-weight:600}
     .grid{display:grid;gap:.5rem;grid-template-columns:repeat(auto-fit,minmax(17rem,1fr));margin-top:.5rem}
     dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .75rem;margin:.25rem 0}dt{color:#57606a}
     dd{margin:0;overflow-wrap:anywhere}ul{margin:.25rem 0;padding-left:1.25rem}
