@@ -172,6 +172,12 @@ final class RawClient {
     @discardableResult
     func send(_ text: String) -> Int { send(Array(text.utf8)) }
 
+    /// Whether the server has sent something (or closed) that waits to be read.
+    var hasDataToRead: Bool {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0
+    }
+
     /// Reads until the server closes (or 30 s pass); the response as text.
     func readResponse() -> String {
         var data = [UInt8]()
