@@ -104,6 +104,7 @@ mkdir -p "$work/s3/offsite-image"
 rclone serve s3 --auth-key "imagecheck,image-check-secret-7f3a" --addr "127.0.0.1:$s3_port" --config /dev/null \
   "$work/s3" >"$work/rclone.log" 2>&1 &
 rclone_pid=$!
+disown "$rclone_pid"  # killed by cleanup without a job notice
 http_port="$(free_port)"
 token="$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=')"
 printf '%s\n' "$token" >"$root/config/token"
