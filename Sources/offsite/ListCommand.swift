@@ -7,7 +7,8 @@ enum ListCommand {
     usage: offsite list [--target NAME|URL] [--db NAME] [--json] [--config FILE]
 
     Lists the backups on every target (or the one --target names) and in the local rotation:
-    database, id, time, kind, size. One listing per target; no object is read.
+    database, id, time, kind, size, and for manual backups asked for over HTTP the reason given
+    (from the agent's state in the local folder). One listing per target; no object is read.
     """
 
     /// One row of the listing.
@@ -17,6 +18,7 @@ enum ListCommand {
         var id: BackupID
         var size: Int64
         var encrypted: Bool?
+        var reason: String?
     }
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -26,10 +28,13 @@ enum ListCommand {
         let setup = try Setup(parsed)
         let databaseFilter = try parsed.value("db").map { _ in try setup.databaseName().name }
         var rows: [Row] = []
+        // Reasons of manual backups, as the agent recorded them; the state file is only read.
+        let state = setup.localFolder.map { StateStore(folder: $0).load().state }
         for target in try setup.targets() {
             for backup in try listBackups(on: target, database: databaseFilter) {
+                let reason = state?.backupRecords(database: backup.database, target: target.name)[backup.id.description]?.reason
                 rows.append(Row(location: target.name, database: backup.database, id: backup.id, size: backup.size,
-                                encrypted: backup.format == .encrypted))
+                                encrypted: backup.format == .encrypted, reason: reason))
             }
         }
         if let local = setup.localFolder, parsed.value("target") == nil {
@@ -53,9 +58,10 @@ enum ListCommand {
             print("no backups")
             return
         }
-        let table = [["TARGET", "DATABASE", "ID", "TIME (UTC)", "KIND", "SIZE"]] + rows.map { row in
+        let showsReasons = rows.contains { $0.reason != nil }
+        let table = [["TARGET", "DATABASE", "ID", "TIME (UTC)", "KIND", "SIZE"] + (showsReasons ? ["REASON"] : [])] + rows.map { row in
             [row.location, row.database, row.id.description, formatUTC(row.id.date).replacingOccurrences(of: " UTC", with: ""),
-             row.id.kind.rawValue, formatBytes(row.size)]
+             row.id.kind.rawValue, formatBytes(row.size)] + (showsReasons ? [row.reason ?? ""] : [])
         }
         let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for line in table {
@@ -73,6 +79,7 @@ enum ListCommand {
                 "time": formatter.string(from: row.id.date), "kind": row.id.kind.rawValue, "size": row.size,
             ]
             if let encrypted = row.encrypted { object["encrypted"] = encrypted }
+            if let reason = row.reason { object["reason"] = reason }
             return object
         }
         let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)

@@ -147,7 +147,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         defer { try? FileManager.default.removeItem(at: folder) }
         let secrets = folder.appendingPathComponent("secrets")
         try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true)
-        for file in ["s3", "nas", "webdav_password"] {
+        for file in ["s3", "nas", "webdav_password", "offsite-token"] {
             try "secret-of-\(file)\n".write(to: secrets.appendingPathComponent(file), atomically: true, encoding: .utf8)
         }
         let copy = folder.appendingPathComponent(name)
@@ -164,6 +164,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
             #expect(config.targets[0].location == .s3(bucket: "crm-backups", prefix: "offsite"))
             #expect(config.targets[0].secretAccessKey?.value == "secret-of-s3")
             #expect(config.targets[1].password?.value == "secret-of-nas")
+            #expect(config.http == HTTPConfig(listen: try ListenAddress(parsing: "0.0.0.0:8080"), token: Secret("secret-of-offsite-token")))
         case "s3.json":
             #expect(config.targets[0].secretAccessKey?.value == "example-secret")
             #expect(config.targets[0].endpoint?.host == "account.r2.example.com")

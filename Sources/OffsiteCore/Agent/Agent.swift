@@ -88,8 +88,10 @@ public final class Agent: @unchecked Sendable {
     let keys: DecryptionKeys
     /// When the next restore drill is due (`verify.every`).
     private var nextVerify: Date?
-    private var targets: [TargetRuntime] = []
-    private var databases: [DatabaseRuntime] = []
+    var targets: [TargetRuntime] = []
+    var databases: [DatabaseRuntime] = []
+    /// Manual backups asked for over HTTP, and the database being backed up (see AgentControl.swift).
+    let manualRequests = ManualBackupRequests()
     private let stopLock = NSLock()
     private var stopRequestedAt: Date?
     private var lock: AgentLock?
@@ -145,11 +147,14 @@ public final class Agent: @unchecked Sendable {
 
     var isStopping: Bool { stopLock.withLock { stopRequestedAt != nil } }
 
-    /// Runs until `requestStop()`; returns after the shutdown backup.
-    public func run() throws {
+    /// Runs until `requestStop()`; returns after the shutdown backup. `whenLocked` runs once the
+    /// agent holds its lock (the control endpoint starts there, so a second agent is refused by
+    /// the lock, naming the first, before it could fail on the port).
+    public func run(whenLocked: () throws -> Void = {}) throws {
         try makePrivateDirectory(localFolder)
         lock = try AgentLock.acquire(folder: localFolder)
         defer { lock = nil }
+        try whenLocked()
         state.removeStaleTemporaryFiles()
         let now = Date()
         record { $0.recordStart(at: now, pid: getpid()) }
@@ -186,8 +191,10 @@ public final class Agent: @unchecked Sendable {
             let wakeup = watcher.wait(until: nextDeadline())
             if isStopping { break }
             handle(events: wakeup.events)
+            runManualRequests()
             runDueWork(now: Date())
         }
+        manualRequests.dropAll("the agent is stopping")
 
         if config.schedule.shutdown && !cancellation.isCancelled {
             logger.info("agent.stopping", ["shutdownBackup": true])
@@ -393,7 +400,11 @@ public final class Agent: @unchecked Sendable {
     // MARK: Taking a backup
 
     /// One snapshot of `database`, shipped to `targets`; records, logs and notifies the outcome.
-    private func perform(_ database: DatabaseRuntime, targets due: [TargetRuntime], kind: BackupKind) {
+    /// `reason` and `onStart` come with manual backups asked for over HTTP.
+    func perform(_ database: DatabaseRuntime, targets due: [TargetRuntime], kind: BackupKind, reason: String? = nil,
+                 onStart: (@Sendable (BackupID) -> Void)? = nil) {
+        manualRequests.begin(database.ref.name)
+        defer { manualRequests.end(database.ref.name) }
         guard FileManager.default.fileExists(atPath: database.ref.path) else {
             logger.warn("backup.skipped", ["db": database.ref.name, "reason": "\(database.ref.path) does not exist"])
             database.gate.recordBackup(at: Date())
@@ -407,9 +418,10 @@ public final class Agent: @unchecked Sendable {
                             compressionLevel: config.compression.level, check: config.integrityCheck,
                             localFolder: localFolder, localKeep: config.local?.keep, cancellation: cancellation)
         job.onRetake = { [logger] reason in logger.warn("backup.retaken", ["db": database.ref.name, "reason": reason]) }
+        job.onIDChosen = onStart
         let started = Date()
         logger.info("backup.start", ["db": database.ref.name, "kind": kind.rawValue,
-                                     "targets": due.map(\.config.name).joined(separator: ",")])
+                                     "targets": due.map(\.config.name).joined(separator: ","), "reason": reason as Any])
         let report: BackupReport
         do {
             report = try runBackup(job)
@@ -428,7 +440,7 @@ public final class Agent: @unchecked Sendable {
                                       pageSize: report.snapshot.pageSize)
         record {
             $0.recordSnapshot(of: database.ref.name, snapshot)
-            $0.recordBackup(report, database: database.ref.name)
+            $0.recordBackup(report, database: database.ref.name, reason: reason)
         }
         for (target, upload) in zip(due, report.uploads) {
             if let error = upload.error {
@@ -441,7 +453,7 @@ public final class Agent: @unchecked Sendable {
             let bytes = upload.size ?? 0
             let ended = record {
                 $0.recordSuccess(database: database.ref.name, target: target.config.name, at: Date(),
-                                 backupID: report.id.description, bytes: bytes)
+                                 backupID: report.id.description, bytes: bytes, seconds: Date().timeIntervalSince(started))
             } ?? 0
             logger.info("backup.done", ["db": database.ref.name, "target": target.config.name, "id": report.id.description,
                                         "bytes": bytes, "seconds": String(format: "%.2f", Date().timeIntervalSince(started))])

@@ -88,14 +88,16 @@ public struct AgentState: Codable, Sendable, Equatable {
         withDatabase(database, at: snapshot.time) { $0.lastSnapshot = snapshot }
     }
 
-    /// Notes that backup `backupID` of `database` (`bytes` stored) reached `target` at `date`.
-    /// Returns how many failures in a row this success ends: more than zero is a recovery.
+    /// Notes that backup `backupID` of `database` (`bytes` stored, taking `seconds` from the start
+    /// of the snapshot, when known) reached `target` at `date`. Returns how many failures in a row
+    /// this success ends: more than zero is a recovery.
     @discardableResult
     public mutating func recordSuccess(database: String, target: String, at date: Date, backupID: String,
-                                       bytes: Int64) -> Int {
+                                       bytes: Int64, seconds: Double? = nil) -> Int {
         withTarget(target, of: database, at: date) { state in
             let ended = state.consecutiveFailures
-            state.lastSuccess = BackupSuccess(time: date, backupID: backupID, bytes: bytes)
+            state.lastSuccess = BackupSuccess(time: date, backupID: backupID, bytes: bytes, seconds: seconds)
+            state.shippedBytes = (state.shippedBytes ?? 0) + bytes
             state.consecutiveFailures = 0
             state.successCount += 1
             return ended
@@ -149,14 +151,16 @@ public struct AgentState: Codable, Sendable, Equatable {
         }
     }
 
-    /// Notes every upload of `report` that succeeded (see `recordBackup(database:target:_:)`).
-    public mutating func recordBackup(_ report: BackupReport, database: String, at date: Date = Date()) {
+    /// Notes every upload of `report` that succeeded (see `recordBackup(database:target:_:)`), with
+    /// the reason a manual backup was asked for, if any.
+    public mutating func recordBackup(_ report: BackupReport, database: String, at date: Date = Date(),
+                                      reason: String? = nil) {
         for upload in report.uploads where upload.error == nil {
             guard let objectBytes = upload.size else { continue }
             recordBackup(database: database, target: upload.target,
                          BackupRecord(backupID: report.id.description, time: date, snapshotBytes: report.snapshot.byteCount,
                                       pageCount: Int64(report.snapshot.pageCount), pageSize: report.snapshot.pageSize,
-                                      objectBytes: objectBytes))
+                                      objectBytes: objectBytes, reason: reason.map(oneLine)))
         }
     }
 
@@ -253,6 +257,9 @@ public struct TargetState: Codable, Sendable, Equatable {
     /// The most recent backups shipped here, oldest first (at most `AgentState.recentBackupLimit`);
     /// nil in state files written before it was recorded.
     public var recentBackups: [BackupRecord]?
+    /// Bytes stored here by successful backups (compressed and encrypted), ever; nil in state
+    /// files written before they were counted.
+    public var shippedBytes: Int64?
 
     /// Creates a record with no history.
     public init(firstSeenAt: Date) {
@@ -280,15 +287,19 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     public var pageSize: Int
     /// The object's size on the target (compressed and encrypted).
     public var objectBytes: Int64
+    /// Why a manual backup was asked for (`POST /api/backup`), in one line; nil for the others.
+    public var reason: String?
 
     /// Creates a record.
-    public init(backupID: String, time: Date, snapshotBytes: Int64, pageCount: Int64, pageSize: Int, objectBytes: Int64) {
+    public init(backupID: String, time: Date, snapshotBytes: Int64, pageCount: Int64, pageSize: Int, objectBytes: Int64,
+                reason: String? = nil) {
         self.backupID = backupID
         self.time = time
         self.snapshotBytes = snapshotBytes
         self.pageCount = pageCount
         self.pageSize = pageSize
         self.objectBytes = objectBytes
+        self.reason = reason
     }
 }
 
@@ -323,12 +334,16 @@ public struct BackupSuccess: Codable, Sendable, Equatable {
     public var backupID: String
     /// Bytes stored on the target (compressed and encrypted).
     public var bytes: Int64
+    /// How long the backup took, from the start of the snapshot to the end of the upload; nil
+    /// when not recorded.
+    public var seconds: Double?
 
     /// Creates a record.
-    public init(time: Date, backupID: String, bytes: Int64) {
+    public init(time: Date, backupID: String, bytes: Int64, seconds: Double? = nil) {
         self.time = time
         self.backupID = backupID
         self.bytes = bytes
+        self.seconds = seconds
     }
 }
 

@@ -48,6 +48,9 @@ public struct BackupJob {
     /// Tests only: flips the first byte compressed while the copy is being made, standing for a page
     /// SQLite rewrote after it was read; the check of the shipped bytes must catch it.
     var flipsFirstStreamedByte = false
+    /// Told the backup's id as soon as it is chosen, before the snapshot starts (a manual backup
+    /// requested over HTTP answers with it); nil: nobody asks.
+    public var onIDChosen: (@Sendable (BackupID) -> Void)?
 
     /// Creates a job.
     public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
@@ -126,6 +129,7 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     defer { if !keepsLocal { try? FileManager.default.removeItem(atPath: folder) } }
 
     let id = chooseBackupID(job: job, folder: folder, now: now)
+    job.onIDChosen?(id)
     var snapshotter = Snapshotter()
     snapshotter.durable = keepsLocal
     let snapshotJob = BackgroundSnapshot(snapshotter: snapshotter, database: job.database.path,

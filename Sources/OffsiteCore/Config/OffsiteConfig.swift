@@ -30,6 +30,9 @@ public struct OffsiteConfig: Sendable {
     public var log: LogConfig
     /// Periodic restore drills, or nil for none.
     public var verify: VerifyConfig?
+    /// The control endpoint (`/healthz`, `/metrics`, the status page…), or nil when `run` does
+    /// not listen.
+    public var http: HTTPConfig?
     /// How long `run` may take to finish after SIGTERM (the shutdown backup included); default 30s.
     public var shutdownTimeout: Duration
     /// Whether `run` restores a database from the newest good backup when it finds it corrupt
@@ -45,8 +48,9 @@ public struct OffsiteConfig: Sendable {
                 encryption: EncryptionConfig, compression: CompressionConfig = CompressionConfig(),
                 integrityCheck: IntegrityCheck = .quick, schedule: ScheduleConfig = ScheduleConfig(),
                 targets: [TargetConfig], health: HealthConfig = HealthConfig(), notify: NotifyConfig? = nil,
-                log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, shutdownTimeout: Duration = .seconds(30),
-                restoreIfCorrupt: Bool = false, file: String? = nil, warnings: [String] = []) {
+                log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, http: HTTPConfig? = nil,
+                shutdownTimeout: Duration = .seconds(30), restoreIfCorrupt: Bool = false, file: String? = nil,
+                warnings: [String] = []) {
         self.file = file
         self.databases = databases
         self.watch = watch
@@ -60,6 +64,7 @@ public struct OffsiteConfig: Sendable {
         self.notify = notify
         self.log = log
         self.verify = verify
+        self.http = http
         self.shutdownTimeout = shutdownTimeout
         self.restoreIfCorrupt = restoreIfCorrupt
         self.warnings = warnings
@@ -361,5 +366,25 @@ public struct VerifyConfig: Sendable, Equatable {
     /// Creates settings.
     public init(every: Duration) {
         self.every = every
+    }
+}
+
+/// The control endpoint of `offsite run`.
+public struct HTTPConfig: Sendable, Equatable {
+    /// Where to listen; default `127.0.0.1:8080`.
+    public var listen: ListenAddress
+    /// The token that `POST /api/backup` and the page's "Back up now" must present, or nil: then
+    /// only `/healthz` and `/metrics` answer.
+    public var token: Secret?
+
+    /// The address used when `listen` is not given.
+    public static let defaultListen = "127.0.0.1:8080"
+    /// The shortest token accepted.
+    public static let minimumTokenLength = 16
+
+    /// Creates settings.
+    public init(listen: ListenAddress, token: Secret? = nil) {
+        self.listen = listen
+        self.token = token
     }
 }
