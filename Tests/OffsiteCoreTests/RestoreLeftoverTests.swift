@@ -64,7 +64,7 @@ import Testing
                                   extra: ["verify": ["every": "1s"], "shutdownTimeout": "2s"])
         let agent = try AgentProcess(workspace)
         try await agent.waitFor("backup.done", timeout: 30)
-        // The drill downloads at 64 KiB/s: it would take many seconds to finish.
+        // The drill downloads at 8 KiB/s: it would take minutes to finish.
         try #require(try workspace.backups(of: "crm").first.map { $0.size > 512 << 10 } == true)
         // Watching for the drill and signalling happen on a thread of their own: the concurrency
         // pool may be busy with other tests for seconds, which would move the signal past the drill.

@@ -169,7 +169,7 @@ func uniqueS3Prefix(_ label: String) -> String {
 /// in `flaky` mode the first two part uploads get 503 SlowDown, the next one a dropped
 /// connection, the first listing a 500, and the first object download is cut off halfway; in
 /// `down` mode every part upload gets 503; in `unavailable` mode every request gets 503; in `slow`
-/// mode object downloads trickle at 64 KiB/s. Everything else is passed through unchanged, so
+/// mode object downloads trickle at 8 KiB/s. Everything else is passed through unchanged, so
 /// signatures still verify upstream.
 final class FaultyProxy: @unchecked Sendable {
     enum Mode: String { case flaky, down, unavailable, slow }
@@ -229,8 +229,8 @@ final class FaultyProxy: @unchecked Sendable {
                 self.send_header('Content-Length', response.getheader('Content-Length', '0') if self.command == 'HEAD' else str(len(data)))
                 self.end_headers()
                 if self.command != 'HEAD' and mode == 'slow' and self.command == 'GET' and '?' not in self.path:
-                    for start in range(0, len(data), 8192):
-                        self.wfile.write(data[start:start + 8192])
+                    for start in range(0, len(data), 1024):
+                        self.wfile.write(data[start:start + 1024])
                         self.wfile.flush()
                         time.sleep(0.125)
                 elif self.command != 'HEAD':
