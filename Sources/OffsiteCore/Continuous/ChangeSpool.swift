@@ -11,8 +11,9 @@ import Glibc
 /// The files are not fsynced: after a crash the agent resumes from the log itself or starts a new
 /// chain (docs/CONTINUOUS.md §1, §3). The frames are kept in segment files of at most
 /// `framesPerSegment` frames (`PATH.0`, `PATH.1`, …); `discard(upTo:)` removes the segments no
-/// kept transaction needs.
-public final class ChangeSpool {
+/// kept transaction needs. Capture appends on one thread while shipping reads committed frames on
+/// another: every method takes the spool's lock.
+public final class ChangeSpool: @unchecked Sendable {
     /// One committed transaction in the spool.
     public struct Transaction: Sendable, Equatable {
         /// Its first frame's number in the spool (frames are numbered from 0 in the order written).
@@ -35,9 +36,12 @@ public final class ChangeSpool {
     /// The database's page size.
     public let pageSize: Int
     /// The committed transactions still in the spool, oldest first.
-    public private(set) var transactions: [Transaction] = []
+    public var transactions: [Transaction] { lock.withLock { committed } }
     /// Frames written, committed or not.
-    public private(set) var frameCount: Int64 = 0
+    public var frameCount: Int64 { lock.withLock { written } }
+    private let lock = NSLock()
+    private var committed: [Transaction] = []
+    private var written: Int64 = 0
     /// Frames written since the last commit (a transaction being copied).
     private var openFrames: Int64 = 0
     /// Open segment files, by segment number.
@@ -85,9 +89,11 @@ public final class ChangeSpool {
     /// Appends one frame of the transaction being copied.
     public func append(page: UInt32, content: UnsafeRawBufferPointer) throws {
         precondition(content.count == pageSize, "a frame holds one page")
+        lock.lock()
+        defer { lock.unlock() }
         withUnsafeBytes(of: page.bigEndian) { record.replaceSubrange(0..<4, with: $0) }
         record.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: 4).copyMemory(from: content.baseAddress!, byteCount: pageSize) }
-        let (descriptor, offset) = try segment(for: frameCount)
+        let (descriptor, offset) = try segment(for: written)
         try record.withUnsafeBytes { bytes in
             var done = 0
             while done < bytes.count {
@@ -99,28 +105,32 @@ public final class ChangeSpool {
                 done += written
             }
         }
-        frameCount += 1
+        written += 1
         openFrames += 1
     }
 
     /// Ends the transaction being copied: its last frame carries the database's size `pageCount`.
     public func commit(pageCount: UInt32, at date: Date) {
-        transactions.append(Transaction(firstFrame: frameCount - openFrames, frameCount: Int(openFrames), pageCount: pageCount,
-                                        committedAt: date))
-        openFrames = 0
+        lock.withLock {
+            committed.append(Transaction(firstFrame: written - openFrames, frameCount: Int(openFrames), pageCount: pageCount,
+                                         committedAt: date))
+            openFrames = 0
+        }
     }
 
     /// Forgets the frames of a transaction that was not committed in the spool (copying it failed).
     public func abandonOpenTransaction() {
-        frameCount -= openFrames
-        openFrames = 0
+        lock.withLock {
+            written -= openFrames
+            openFrames = 0
+        }
     }
 
     /// Reads frame `number`: its page number and the page, into `page` (pageSize bytes).
     public func readFrame(_ number: Int64, into page: UnsafeMutableRawBufferPointer) throws -> UInt32 {
         precondition(page.count == pageSize, "a frame holds one page")
         var header = [UInt8](repeating: 0, count: 4)
-        let (descriptor, offset) = try segment(for: number)
+        let (descriptor, offset) = try lock.withLock { try segment(for: number) }
         try header.withUnsafeMutableBytes { try readFully(descriptor, into: $0, at: offset) }
         try readFully(descriptor, into: page, at: offset + 4)
         return header.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) }
@@ -129,8 +139,10 @@ public final class ChangeSpool {
     /// Drops the transactions that end at or before frame `end` from the index, and removes the
     /// segment files no kept frame is in.
     public func discard(upTo end: Int64) {
-        transactions.removeAll { $0.endFrame <= end }
-        let firstKept = transactions.first?.firstFrame ?? (frameCount - openFrames)
+        lock.lock()
+        defer { lock.unlock() }
+        committed.removeAll { $0.endFrame <= end }
+        let firstKept = committed.first?.firstFrame ?? (written - openFrames)
         for index in segments.keys.sorted() where (index + 1) * framesPerSegment <= firstKept {
             close(segments[index]!)
             segments[index] = nil
@@ -140,6 +152,8 @@ public final class ChangeSpool {
 
     /// Removes the spool's files.
     public func remove() {
+        lock.lock()
+        defer { lock.unlock() }
         for descriptor in segments.values { close(descriptor) }
         segments = [:]
         ChangeSpool.removeSegments(of: path)
