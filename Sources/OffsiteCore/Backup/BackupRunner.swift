@@ -94,6 +94,9 @@ public struct BackupReport {
     public var prunedLocal: [String]
     /// Local rotation files `local.keep` removes that could not be removed, each with why.
     public var localPruneFailures: [String] = []
+    /// The CRC-32 and length of the snapshot file as shipped (nil when nothing was shipped): what a
+    /// chain of changes links its first object to.
+    public var plaintextChecksum: PlaintextChecksum?
 
     /// Whether every upload succeeded.
     public var succeeded: Bool { uploads.allSatisfy { $0.error == nil } }
@@ -171,8 +174,10 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
 
     // Nothing is visible yet; the check decides whether anything ever will be.
     let snapshot: SnapshotInfo
+    var snapshotChecksum: PlaintextChecksum?
     do {
         let (copy, checked, copied) = try snapshotJob.result()
+        snapshotChecksum = copied
         do {
             // What was shipped was read while SQLite wrote the copy: it must be, byte for byte, the
             // copy that passed the check.
@@ -217,8 +222,10 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     if keepsLocal {
         pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep)
     }
-    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
-                        prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
+    var report = BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
+                              prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
+    report.plaintextChecksum = snapshotChecksum
+    return report
 }
 
 /// Streams the snapshot copy, as it is being made, through compression (every core) and, on a
