@@ -416,6 +416,7 @@ public struct PlaintextChecksum: Sendable, Equatable, CustomStringConvertible {
         try readFile(at: path, into: sink)
         return sink.checksum
     }
+}
 
 /// How many bytes of input each deflate block of the gzip member `member` holds, in order (found by
 /// inflating it one block at a time); for tests of `DeflateTuning.blockInputLimit`.
