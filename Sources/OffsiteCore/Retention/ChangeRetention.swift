@@ -17,9 +17,9 @@ public struct ContinuousRetentionPlan: Sendable, Equatable {
     public var backups: RetentionPlan
     /// The change and compacted objects kept, by base then sequence.
     public var keepChanges: [Decision]
-    /// The change and compacted objects to remove, in the order to remove them: per chain from its
-    /// newest object back (so that a prune cut short leaves chains that still link from their
-    /// base), before any full backup.
+    /// The change and compacted objects to remove, in the order to remove them: per chain its
+    /// compacted objects, then its change objects from the newest back (so that a prune cut short
+    /// leaves chains that still link from their base), before any full backup.
     public var removeChanges: [Decision]
 }
 
@@ -160,8 +160,13 @@ public func planContinuousRetention(_ listing: ContinuousListing, database: Stri
                 removals.append(removal)
             }
         }
+        // Compacted objects first (the change objects still hold everything they do), then the
+        // change objects from the newest back.
         removals.sort {
             let (left, right) = ($0.object.name.kind.sequences, $1.object.name.kind.sequences)
+            let (leftIsChange, rightIsChange) = (left.count == 1 && $0.object.name.kind == .change(sequence: left.lowerBound),
+                                                 right.count == 1 && $1.object.name.kind == .change(sequence: right.lowerBound))
+            if leftIsChange != rightIsChange { return !leftIsChange }
             return (left.upperBound, left.lowerBound, $0.object.key) > (right.upperBound, right.lowerBound, $1.object.key)
         }
         removeChanges += removals

@@ -261,6 +261,11 @@ final class ChainWorkspace {
         return base
     }
 
+    /// Moves the made-up clock forward to `milliseconds` (never back).
+    func advanceClock(to milliseconds: Int64) {
+        clock = max(clock, milliseconds)
+    }
+
     /// Commits `count` transactions, `step` milliseconds apart.
     func commit(_ count: Int, step: Int64 = 40) throws {
         for _ in 0..<count {
