@@ -103,8 +103,10 @@ enum RestoreCommand {
             print("kept the replaced database as \(replaced)")
         }
         if let changes = report.changes {
-            print("restored \(database.name) as of \(formatInstant(changes.point)): \(report.backup.id) and \(changes.objects) change "
-                  + "object\(changes.objects == 1 ? "" : "s") (\(changes.transactions) transaction\(changes.transactions == 1 ? "" : "s")) "
+            let plain = changes.objects - changes.compactedObjects
+            let objects = (changes.compactedObjects > 0 ? "\(changes.compactedObjects) compacted and " : "")
+                + "\(plain) change object\(plain == 1 ? "" : "s")"
+            print("restored \(database.name) as of \(formatInstant(changes.point)): \(report.backup.id) and \(objects) "
                   + "from \(target.name) to \(report.path) (\(formatBytes(report.size)))")
         } else {
             print("restored \(report.backup.id) of \(database.name) from \(target.name) to \(report.path) (\(formatBytes(report.size)))")

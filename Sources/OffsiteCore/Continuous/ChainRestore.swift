@@ -144,6 +144,8 @@ func missingLinkWarning(database: String, target: String, base: BackupID, link: 
 public struct ChainApplication: Sendable, Equatable {
     /// Objects applied (whole or in part).
     public var objects: Int
+    /// Of those, compacted objects (each one transaction standing for many).
+    public var compactedObjects = 0
     /// Transactions applied.
     public var transactions: Int
     /// Frames written into the file.
@@ -251,7 +253,9 @@ final class ChainApplier {
         application.objects += 1
         switch metadata.kind {
         case .change: link = .object(digest)
-        case .compacted: link = .object(metadata.last!)
+        case .compacted:
+            link = .object(metadata.last!)
+            application.compactedObjects += 1
         }
         nextSequence = metadata.kind.sequences.upperBound + 1
     }
