@@ -157,9 +157,10 @@ public struct ChainApplication: Sendable, Equatable {
 /// Writes the frames of a chain's objects into a restored base file, checking every link on the
 /// way: object 1 (or a compaction from 1) must name the base's CRC-32 and length, every later
 /// object the SHA-256 of the WAL bytes of the one before, with its sequence number next, its
-/// metadata matching its name, the database, the base and the page size. Each frame's page goes
-/// straight to its place in the file (the work of a checkpoint, in one pass), and at the end the
-/// file is cut to the size the last transaction applied gives. Memory is one frame per object read.
+/// metadata matching its name, the database, the base and the page size. Each frame's page goes to
+/// its place in the file (the work of a checkpoint, in one pass) through a 4 MiB cache of the
+/// newest pages, and at the end the file is cut to the size the last transaction applied gives.
+/// Memory is that cache and one frame per object read.
 final class ChainApplier {
     private let path: String
     private let folder: String
@@ -173,6 +174,7 @@ final class ChainApplier {
     private var databaseSize: UInt32?
     private var fileEnd: Int64
     private var nextSpaceCheck: Int64
+    private let pages: PageCache
     private(set) var application: ChainApplication
 
     /// Opens the restored base at `path`, whose uncompressed bytes have `baseChecksum`.
@@ -187,6 +189,7 @@ final class ChainApplier {
         guard header.count == 100 else { throw RestoreError.verificationFailed(detail: "the base is not a SQLite database") }
         let rawPageSize = Int(header[16]) << 8 | Int(header[17])
         pageSize = rawPageSize == 1 ? 65536 : rawPageSize
+        pages = PageCache(pageSize: pageSize)
         descriptor = try openDescriptor(path, O_RDWR, operation: "open")
         fileEnd = try fileSize(at: path)
         nextSpaceCheck = fileEnd
@@ -209,7 +212,8 @@ final class ChainApplier {
         var limit: Int?
         var appliedTransactions: [ChangeTransaction] = []
         var transactionIndex = 0
-        let reader = try ChangeObjectReader(format: object.name.format, keys: keys, onMetadata: { [self] metadata in
+        // Decryption and decompression here, hashing, checking and writing on a second thread.
+        let reader = try ChangeObjectReader(format: object.name.format, keys: keys, pipelined: true, onMetadata: { [self] metadata in
             try check(metadata, of: object, broken: broken)
             if case let .applyUntil(_, time) = step {
                 let last = metadata.transactions.lastIndex { $0.commitTime <= time }
@@ -233,6 +237,7 @@ final class ChainApplier {
         if let progress { head = ProgressSink(next: head, meter: progress) }
         if let cancellation { head = CancellableSink(next: head, cancellation: cancellation) }
         do {
+            defer { reader.abandon() }
             try target.download(key: object.key, into: head)
             try head.finish()
         } catch let error as ChainError {
@@ -262,6 +267,7 @@ final class ChainApplier {
 
     /// Cuts the file to the size the last transaction applied gives.
     func finish() throws {
+        try flushPages()
         guard let databaseSize else { return }
         let size = Int64(databaseSize) * Int64(pageSize)
         while ftruncate(descriptor, off_t(size)) != 0 {
@@ -296,10 +302,10 @@ final class ChainApplier {
         }
     }
 
-    /// Writes one page at its place, checking the disk keeps `restoreFreeSpaceMargin` free as the file grows.
+    /// Puts one page at its place (through the page cache), checking the disk keeps
+    /// `restoreFreeSpaceMargin` free as the file grows.
     private func write(_ page: UnsafeRawBufferPointer, as pageNumber: UInt32) throws {
-        let offset = Int64(pageNumber - 1) * Int64(pageSize)
-        let end = offset + Int64(pageSize)
+        let end = Int64(pageNumber) * Int64(pageSize)
         if end > fileEnd {
             if end >= nextSpaceCheck {
                 let needed = end - fileEnd
@@ -310,15 +316,69 @@ final class ChainApplier {
             }
             fileEnd = end
         }
-        var written = 0
-        while written < page.count {
-            let result = pwrite(descriptor, page.baseAddress! + written, page.count - written, off_t(offset + Int64(written)))
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw FileIOError(operation: "write", path: path, code: errno)
-            }
-            written += result
+        if !pages.store(page, as: pageNumber) {
+            try flushPages()
+            _ = pages.store(page, as: pageNumber)
         }
+    }
+
+    /// Writes the cached pages into the file, in page order, and empties the cache.
+    private func flushPages() throws {
+        try pages.drain { pageNumber, page in
+            let offset = Int64(pageNumber - 1) * Int64(pageSize)
+            var written = 0
+            while written < page.count {
+                let result = pwrite(descriptor, page.baseAddress! + written, page.count - written, off_t(offset + Int64(written)))
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    throw FileIOError(operation: "write", path: path, code: errno)
+                }
+                written += result
+            }
+        }
+    }
+}
+
+/// The newest version of up to a fixed number of pages (4 MiB) waiting to be written: the hot
+/// pages of a database (a table's last leaf, its indexes, a counter) are rewritten by nearly every
+/// transaction, and through the cache each is written once per flush instead of once per frame.
+private final class PageCache {
+    private let pageSize: Int
+    private let capacity: Int
+    private let arena: UnsafeMutableRawPointer
+    private var slots: [UInt32: Int] = [:]
+
+    init(pageSize: Int, bytes: Int = 4 << 20) {
+        self.pageSize = pageSize
+        capacity = max(bytes / pageSize, 1)
+        arena = .allocate(byteCount: capacity * pageSize, alignment: 16)
+        slots.reserveCapacity(capacity)
+    }
+
+    deinit {
+        arena.deallocate()
+    }
+
+    /// Keeps `page` as page `pageNumber`; false when the cache is full (and it is not kept).
+    func store(_ page: UnsafeRawBufferPointer, as pageNumber: UInt32) -> Bool {
+        let slot: Int
+        if let existing = slots[pageNumber] {
+            slot = existing
+        } else {
+            guard slots.count < capacity else { return false }
+            slot = slots.count
+            slots[pageNumber] = slot
+        }
+        (arena + slot * pageSize).copyMemory(from: page.baseAddress!, byteCount: pageSize)
+        return true
+    }
+
+    /// Hands every page to `body` in page order, then empties the cache.
+    func drain(_ body: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
+        for (pageNumber, slot) in slots.sorted(by: { $0.key < $1.key }) {
+            try body(pageNumber, UnsafeRawBufferPointer(start: arena + slot * pageSize, count: pageSize))
+        }
+        slots.removeAll(keepingCapacity: true)
     }
 }
 

@@ -585,22 +585,37 @@ public final class ChangeObjectWriter {
 /// frame's salts and checksum and that the commit frames are exactly the metadata's transactions,
 /// and hashes the WAL bytes. `onMetadata` sees the metadata before any frame and answers how many
 /// frames to hand to `onFrame` (the rest are still read and checked). Memory is fixed.
+///
+/// `pipelined`: decryption and decompression run on the writing thread, hashing, checking and
+/// `onMetadata`/`onFrame` on a thread of their own (behind a 2 MiB queue), so the two halves use
+/// two cores; `finish` returns once everything is done, and errors come back from either side.
 public final class ChangeObjectReader: ByteSink {
-    /// The metadata, once the gzip header is read.
+    /// The metadata, once the gzip header is read (after `finish` when pipelined).
     public var metadata: ChangeObjectMetadata? { payload.metadata }
     /// The SHA-256 of the WAL bytes, after `finish`.
     public var digest: ChainDigest? { payload.digest }
 
     private let head: any ByteSink
     private let payload: ObjectPayloadSink
+    private let handOff: ThreadedSink?
 
     /// Creates a reader of an object in `format`, decrypting with `keys`.
-    public init(format: PayloadFormat, keys: DecryptionKeys,
+    public init(format: PayloadFormat, keys: DecryptionKeys, pipelined: Bool = false,
                 onMetadata: @escaping (ChangeObjectMetadata) throws -> Int = { $0.frameCount },
                 onFrame: @escaping (WALFrame, UnsafeRawBufferPointer) throws -> Void) throws {
         payload = ObjectPayloadSink(onMetadata: onMetadata, onFrame: onFrame)
-        let decompressor = try GzipDecompressor(next: payload, keepingExtraField: true)
-        payload.decompressor = decompressor
+        let capture = ExtraFieldCapture(next: payload)
+        payload.capture = capture
+        let decompressor: GzipDecompressor
+        if pipelined {
+            let handOff = ThreadedSink(next: capture.next, name: "offsite-restore-apply")
+            capture.next = handOff
+            self.handOff = handOff
+        } else {
+            handOff = nil
+        }
+        decompressor = try GzipDecompressor(next: capture, keepingExtraField: true)
+        capture.decompressor = decompressor
         switch format {
         case .plain: head = decompressor
         case .encrypted: head = try makeAgeDecryptor(keys: keys, next: decompressor)
@@ -614,11 +629,53 @@ public final class ChangeObjectReader: ByteSink {
     public func finish() throws {
         try head.finish()
     }
+
+    /// Stops the checking thread of a pipelined reader that failed or is given up; waits for it.
+    public func abandon() {
+        handOff?.abandon()
+    }
+
+    deinit {
+        handOff?.abandon()
+    }
+}
+
+/// Takes the gzip header's extra field from the decompressor on the first bytes it inflates, on
+/// the decompressing thread, before passing them on (the payload reads it from here, possibly on
+/// another thread: the hand-off between them orders the two).
+private final class ExtraFieldCapture: ByteSink {
+    weak var decompressor: GzipDecompressor?
+    var next: any ByteSink
+    private(set) var hasReadHeader = false
+    private(set) var extraField: [UInt8]?
+    private var captured = false
+
+    init(next: any ByteSink) {
+        self.next = next
+    }
+
+    private func capture() {
+        guard !captured else { return }
+        captured = true
+        hasReadHeader = decompressor?.hasReadHeader ?? false
+        extraField = decompressor?.extraField
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        capture()
+        try next.write(bytes)
+    }
+
+    func finish() throws {
+        capture()
+        try next.finish()
+    }
 }
 
 /// The WAL bytes of an object, with the metadata from the gzip header that carries them.
 private final class ObjectPayloadSink: ByteSink {
-    weak var decompressor: GzipDecompressor?
+    /// Where the gzip header's extra field is found (it passes the bytes on to this sink).
+    weak var capture: ExtraFieldCapture?
     private(set) var metadata: ChangeObjectMetadata?
     private(set) var digest: ChainDigest?
     private let onMetadata: (ChangeObjectMetadata) throws -> Int
@@ -655,10 +712,10 @@ private final class ObjectPayloadSink: ByteSink {
     }
 
     private func readMetadata() throws {
-        guard let decompressor, decompressor.hasReadHeader else {
+        guard let capture, capture.hasReadHeader else {
             throw ChangeObjectError.invalidMetadata("the gzip header was not read")
         }
-        guard let field = decompressor.extraField else { throw ChangeObjectError.invalidMetadata("the gzip header has no extra field") }
+        guard let field = capture.extraField else { throw ChangeObjectError.invalidMetadata("the gzip header has no extra field") }
         let parsed = try ChangeObjectMetadata(extraField: field)
         metadata = parsed
         deliverUpTo = try onMetadata(parsed)
