@@ -66,7 +66,7 @@ import Testing
         #expect(gap.standardError.contains("change object 3 is missing"), "\(gap.standardError)")
     }
 
-    @Test(arguments: [RemoteKind.folder, .s3])
+    @Test(arguments: RemoteKind.allCases)
     func listRestoreAndVerifyAChain(kind: RemoteKind) throws {
         let workspace = try ChainWorkspace(kind, label: "chain-cli")
         try workspace.commit(4)

@@ -119,6 +119,42 @@ import Testing
         #expect(throws: WALFormatError.badMagic(0x377f_0699)) { try read(badMagic, .strict) }
     }
 
+    /// Reading a growing WAL from a cursor: the frames after frame N, with the checksum of frame N,
+    /// give the same frames and the same final checksum as reading the whole file.
+    @Test func aReaderContinuesFromACursor() throws {
+        let fixture = try Self.makeFixture("wal-cursor", count: 20)
+        let wal = fixture.folder.file("ours.wal")
+        try writeWAL(fixture.transactions, pageSize: fixture.pageSize, to: wal)
+        let data = try Data(contentsOf: URL(fileURLWithPath: wal))
+        var whole: [WALFrame] = []
+        var checksums: [WALChecksum] = []
+        var reader: WALReader!
+        reader = WALReader { frame, _ in
+            whole.append(frame)
+            checksums.append(reader.checksum)
+        }
+        try data.withUnsafeBytes { try reader.write($0) }
+        try reader.finish()
+        let header = try #require(reader.header)
+        // In the callback of frame i (from 1), `checksum` is frame i's.
+        #expect(checksums.last == reader.checksum)
+        for cursor in [0, 1, 7, whole.count - 1] {
+            var rest: [WALFrame] = []
+            let start = cursor == 0 ? header.checksum : checksums[cursor - 1]
+            let continuing = WALReader(continuingAfter: cursor, header: header, checksum: start) { frame, _ in rest.append(frame) }
+            try data.suffix(from: Int(header.offset(ofFrame: cursor + 1))).withUnsafeBytes { try continuing.write($0) }
+            try continuing.finish()
+            #expect(rest == Array(whole[cursor...]), "cursor \(cursor)")
+            #expect(continuing.checksum == reader.checksum, "cursor \(cursor)")
+            #expect(continuing.lastCommitFrame == whole.count)
+        }
+        // A wrong checksum for the cursor fails the next frame.
+        let wrong = WALReader(continuingAfter: 3, header: header, checksum: WALChecksum(1, 2)) { _, _ in }
+        #expect(throws: WALFormatError.frameChecksum(frame: 4)) {
+            try data.suffix(from: Int(header.offset(ofFrame: 4))).withUnsafeBytes { try wrong.write($0) }
+        }
+    }
+
     /// A WAL SQLite itself wrote (python3's sqlite3 module, killed with os._exit so the `-wal`
     /// stays), with a restart in the middle so stale frames of the older generation follow the
     /// live ones: we read every live frame and commit, and stop where SQLite's recovery stops.

@@ -308,13 +308,15 @@ public final class WALReader: ByteSink {
     public private(set) var lastCommitFrame = 0
     /// Whether (`.likeSQLite`) reading stopped at a frame that was not valid.
     public private(set) var stoppedAtInvalidFrame = false
+    /// The cumulative checksum of the last valid frame (of the header before any frame): what the
+    /// wal-index header's `aFrameCksum` holds when the last frame read is `mxFrame`.
+    public private(set) var checksum = WALChecksum(0, 0)
 
     private let strictness: Strictness
     private let onHeader: (WALHeader) throws -> Void
     private let onFrame: (WALFrame, UnsafeRawBufferPointer) throws -> Void
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
-    private var checksum = WALChecksum(0, 0)
     private var hasFinished = false
 
     /// Creates a reader; `onHeader` sees the header once it is checked, `onFrame` every valid frame.
@@ -324,6 +326,21 @@ public final class WALReader: ByteSink {
         self.onHeader = onHeader
         self.onFrame = onFrame
         buffer = .allocate(byteCount: WALHeader.size, alignment: 8)
+    }
+
+    /// Creates a reader of the frames after frame `frame` of a WAL whose header is `header` and whose
+    /// frame `frame` has cumulative checksum `checksum` (the header's own when `frame` is 0): the
+    /// bytes written to it start at frame `frame + 1` (`header.offset(ofFrame: frame + 1)` in the
+    /// file), and frames are numbered on from there. For reading a growing WAL from a cursor.
+    public init(continuingAfter frame: Int, header: WALHeader, checksum: WALChecksum, strictness: Strictness = .strict,
+                onFrame: @escaping (WALFrame, UnsafeRawBufferPointer) throws -> Void) {
+        self.strictness = strictness
+        onHeader = { _ in }
+        self.onFrame = onFrame
+        self.header = header
+        self.checksum = checksum
+        frameCount = frame
+        buffer = .allocate(byteCount: header.frameSize, alignment: 8)
     }
 
     deinit {
