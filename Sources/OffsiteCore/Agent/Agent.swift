@@ -418,13 +418,22 @@ public final class Agent: @unchecked Sendable {
         execute(result.actions)
     }
 
-    /// Applies `target`'s retention to one database's backups (after a successful upload).
+    /// Applies `target`'s retention to one database's backups and change objects (after a
+    /// successful upload): change objects first, each chain from its newest back, then full backups.
     private func prune(_ database: String, target: TargetRuntime) {
         do {
-            let backups = try listBackups(on: target.target, database: database)
-            let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.key) },
-                                     policy: target.config.retention)
+            let found = try listBackupsAndChanges(on: target.target, database: database)
+            let backups = found.backups
+            let continuous = planContinuousRetention(found, database: database, policy: target.config.retention,
+                                                     keep: defaultChangeKeep, now: Date())
+            let plan = continuous.backups
             var removed = 0
+            for decision in continuous.removeChanges {
+                try target.target.delete(key: decision.object.key)
+                removed += 1
+                logger.info("prune.removed", ["db": database, "target": target.config.name, "object": decision.object.name.fileName,
+                                              "reason": decision.reason])
+            }
             for item in plan.remove {
                 try target.target.delete(key: item.key)
                 removed += 1

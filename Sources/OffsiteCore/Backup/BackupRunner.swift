@@ -94,9 +94,9 @@ public struct BackupReport {
     public var prunedLocal: [String]
     /// Local rotation files `local.keep` removes that could not be removed, each with why.
     public var localPruneFailures: [String] = []
-    /// The CRC-32 and length of the snapshot file as shipped (nil when nothing was shipped): what a
-    /// chain of changes links its first object to.
-    public var plaintextChecksum: PlaintextChecksum?
+    /// The CRC-32 and length of the uncompressed database file shipped (nil without targets): what
+    /// the first change object of a chain on this backup names as its `prev`.
+    public var shippedChecksum: PlaintextChecksum?
 
     /// Whether every upload succeeded.
     public var succeeded: Bool { uploads.allSatisfy { $0.error == nil } }
@@ -174,10 +174,10 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
 
     // Nothing is visible yet; the check decides whether anything ever will be.
     let snapshot: SnapshotInfo
-    var snapshotChecksum: PlaintextChecksum?
+    var shippedChecksum: PlaintextChecksum?
     do {
         let (copy, checked, copied) = try snapshotJob.result()
-        snapshotChecksum = copied
+        shippedChecksum = shipped ?? copied
         do {
             // What was shipped was read while SQLite wrote the copy: it must be, byte for byte, the
             // copy that passed the check.
@@ -222,10 +222,8 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     if keepsLocal {
         pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep)
     }
-    var report = BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
-                              prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
-    report.plaintextChecksum = snapshotChecksum
-    return report
+    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
+                        prunedLocal: pruned.removed, localPruneFailures: pruned.failures, shippedChecksum: shippedChecksum)
 }
 
 /// Streams the snapshot copy, as it is being made, through compression (every core) and, on a

@@ -170,6 +170,8 @@ public final class GzipCompressor: ByteSink {
     private var hasEnded = false
     /// Input bytes in the current deflate block, counted where the level's tuning limits them.
     private var blockInput = 0
+    /// The header fields zlib writes, kept alive until it has written them.
+    private var header: GzipHeaderFields?
 
     /// Creates a compressor at `level` (0 stores, 9 is smallest) that writes to `next`.
     public init(level: Int = 6, next: any ByteSink) throws {
@@ -177,6 +179,18 @@ public final class GzipCompressor: ByteSink {
         stream = try ZStream(direction: .deflate, level: Int32(level))
         self.next = next
         output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
+    }
+
+    /// Creates a compressor whose member header carries `extraField` as its FEXTRA field
+    /// (RFC 1952 §2.3.1.1: subfields, at most 65535 bytes; `gunzip` skips it).
+    public convenience init(level: Int = 6, extraField: [UInt8], next: any ByteSink) throws {
+        try self.init(level: level, next: next)
+        let fields = try GzipHeaderFields(writing: extraField)
+        let rc = deflateSetHeader(stream.pointer, fields.header)
+        guard rc == Z_OK else {
+            throw GzipError.zlibFailure(operation: "deflateSetHeader", code: rc, detail: describeZlibCode(rc))
+        }
+        header = fields
     }
 
     deinit {
@@ -264,11 +278,34 @@ public final class GzipDecompressor: ByteSink {
     private let output: UnsafeMutableRawBufferPointer
     private var state = State.betweenMembers(magicBytesSeen: 0)
     private var completedMembers = 0
+    /// Where zlib puts the first member's header, when it is asked for.
+    private var header: GzipHeaderFields?
+    /// The checksum of the bytes inflated so far by whole members (each member's CRC-32, which
+    /// zlib has checked against its trailer, combined).
+    public private(set) var plaintextChecksum = PlaintextChecksum()
 
     /// Creates a decompressor that writes the decompressed bytes to `next`.
     public convenience init(next: any ByteSink) throws {
         try self.init(next: next, afterMembers: 0)
     }
+
+    /// Creates a decompressor that also keeps the first member's FEXTRA field (`extraField`).
+    public convenience init(next: any ByteSink, keepingExtraField: Bool) throws {
+        try self.init(next: next, afterMembers: 0)
+        guard keepingExtraField else { return }
+        let fields = try GzipHeaderFields(readingUpTo: GzipHeaderFields.maximumExtraLength)
+        let rc = inflateGetHeader(stream.pointer, fields.header)
+        guard rc == Z_OK else {
+            throw GzipError.zlibFailure(operation: "inflateGetHeader", code: rc, detail: describeZlibCode(rc))
+        }
+        header = fields
+    }
+
+    /// Whether the first member's header has been read whole (always true once any byte was inflated).
+    public var hasReadHeader: Bool { header?.isComplete ?? (completedMembers > 0) }
+
+    /// The first member's FEXTRA field, once its header is read; nil when it has none (or it was not kept).
+    public var extraField: [UInt8]? { header?.extraField }
 
     /// Creates a decompressor for the rest of a stream of which `afterMembers` whole members were
     /// already decoded elsewhere (it then reports bytes that are not a member as trailing garbage).
@@ -352,6 +389,8 @@ public final class GzipDecompressor: ByteSink {
             }
             if rc == Z_STREAM_END {
                 completedMembers += 1
+                // After a whole gzip member, `adler` holds its CRC-32 and `total_out` its length.
+                plaintextChecksum.append(crc: UInt32(truncatingIfNeeded: z.pointee.adler), length: Int64(z.pointee.total_out))
                 let resetCode = inflateReset(z)
                 guard resetCode == Z_OK else {
                     throw GzipError.zlibFailure(operation: "inflateReset", code: resetCode, detail: describeZlibCode(resetCode))
@@ -365,6 +404,57 @@ public final class GzipDecompressor: ByteSink {
                 throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: "no progress with input left")
             }
         }
+    }
+}
+
+/// A `gz_header` on the heap, with the FEXTRA bytes it points to: zlib writes them into the next
+/// member's header (deflate) or fills them from the first member's header (inflate) while the
+/// stream lives, so they must stay put until then.
+final class GzipHeaderFields {
+    /// The most bytes an FEXTRA field holds (its length is 16 bits).
+    static let maximumExtraLength = 65535
+
+    let header: UnsafeMutablePointer<gz_header>
+    private let extra: UnsafeMutablePointer<Bytef>
+
+    /// A header for deflate carrying `extraField`.
+    init(writing extraField: [UInt8]) throws {
+        guard extraField.count <= Self.maximumExtraLength else {
+            throw GzipError.zlibFailure(operation: "deflateSetHeader", code: Z_BUF_ERROR,
+                                        detail: "the extra field holds \(extraField.count) bytes, more than 65535")
+        }
+        header = .allocate(capacity: 1)
+        header.initialize(to: gz_header())
+        extra = .allocate(capacity: max(extraField.count, 1))
+        extraField.withUnsafeBufferPointer { extra.update(from: $0.baseAddress!, count: extraField.count) }
+        header.pointee.os = 3  // Unix, as zlib writes without a header of ours
+        header.pointee.extra = extra
+        header.pointee.extra_len = uInt(extraField.count)
+    }
+
+    /// A header for inflate to fill, keeping up to `capacity` bytes of the extra field.
+    init(readingUpTo capacity: Int) throws {
+        header = .allocate(capacity: 1)
+        header.initialize(to: gz_header())
+        extra = .allocate(capacity: capacity)
+        header.pointee.extra = extra
+        header.pointee.extra_max = uInt(capacity)
+    }
+
+    deinit {
+        header.deinitialize(count: 1)
+        header.deallocate()
+        extra.deallocate()
+    }
+
+    /// Whether inflate has read the whole header.
+    var isComplete: Bool { header.pointee.done == 1 }
+
+    /// The extra field inflate read, once the header is complete; nil when the header has none.
+    var extraField: [UInt8]? {
+        guard isComplete, let pointer = header.pointee.extra else { return nil }
+        let count = min(Int(header.pointee.extra_len), Int(header.pointee.extra_max))
+        return Array(UnsafeBufferPointer(start: pointer, count: count))
     }
 }
 

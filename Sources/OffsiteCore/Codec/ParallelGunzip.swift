@@ -37,6 +37,16 @@ public final class ParallelGzipDecompressor: ByteSink {
     public private(set) var parallelSegments = 0
     /// Whether the stream (from some point on) went through the sequential decoder.
     public var isSequential: Bool { sequential != nil }
+    /// The checksum of the bytes written to `next` so far, from the CRC-32 of every member (which
+    /// zlib has checked against its trailer), combined; after `finish`, that of the whole output.
+    public var plaintextChecksum: PlaintextChecksum {
+        guard let sequential else { return parallelChecksum }
+        var whole = parallelChecksum
+        whole.append(crc: sequential.plaintextChecksum.crc, length: sequential.plaintextChecksum.length)
+        return whole
+    }
+    /// The checksum of the segments inflated on the workers and written.
+    private var parallelChecksum = PlaintextChecksum()
 
     private let next: any ByteSink
     private let marker: [UInt8]
@@ -241,6 +251,7 @@ public final class ParallelGzipDecompressor: ByteSink {
         }
         inFlight.removeFirst()
         parallelSegments += 1
+        parallelChecksum.append(crc: oldest.checksum.crc, length: oldest.checksum.length)
         try next.write(UnsafeRawBufferPointer(start: oldest.output, count: oldest.outputCount))
         spare.append(oldest)
         return true
@@ -278,6 +289,8 @@ private final class InflateSegment: @unchecked Sendable {
     let output: UnsafeMutableRawPointer
     var inputCount = 0
     var outputCount = 0
+    /// The checksum of the output, from its members' CRC-32s.
+    var checksum = PlaintextChecksum()
     /// Whether the input inflated as whole members ending exactly at its end.
     var isWhole = false
     /// Guarded by the queue's lock.
@@ -366,6 +379,7 @@ private final class InflateQueue: @unchecked Sendable {
     /// intact gzip members that end exactly at the input's end and fit the output buffer.
     static func inflateWhole(_ segment: InflateSegment, with stream: ZStream) -> Bool {
         let z = stream.pointer
+        segment.checksum = PlaintextChecksum()
         guard segment.inputCount > 0, inflateReset(z) == Z_OK else { return false }
         z.pointee.next_in = segment.input.assumingMemoryBound(to: Bytef.self)
         z.pointee.avail_in = uInt(segment.inputCount)
@@ -385,6 +399,8 @@ private final class InflateQueue: @unchecked Sendable {
                 // anything else is damaged data. Either way the sequential decoder takes over.
                 return false
             }
+            // A whole member: `adler` is its CRC-32, `total_out` its length (since the last reset).
+            segment.checksum.append(crc: UInt32(truncatingIfNeeded: z.pointee.adler), length: Int64(z.pointee.total_out))
             if z.pointee.avail_in == 0 { return true }
             // Another member follows in the same segment: it must start with the magic number.
             guard z.pointee.avail_in >= 2, z.pointee.next_in[0] == 0x1f, z.pointee.next_in[1] == 0x8b,
