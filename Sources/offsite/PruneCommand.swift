@@ -106,6 +106,6 @@ enum PruneCommand {
     /// How long change objects are kept: `defaultChangeKeep` (24 hours) until the configuration
     /// says otherwise (`continuous.keep`).
     static func changeKeep(_ setup: Setup) -> Duration {
-        defaultChangeKeep
+        setup.config?.continuous?.keep ?? defaultChangeKeep
     }
 }

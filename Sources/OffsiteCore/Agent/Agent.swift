@@ -82,6 +82,10 @@ public final class Agent: @unchecked Sendable {
     private var flushDue: Date?
     /// Whether the last write of the state file failed: a failure is reported once per streak.
     private var stateWriteFailing = false
+    /// Continuous protection, per database whose changes are shipped as they are committed.
+    private var protections: [String: ContinuousProtection] = [:]
+    /// What continuous protection's threads reported and the loop has not handled yet.
+    private let continuousEvents = ContinuousEventQueue()
 
     /// The least time between two writes of the state file.
     static let flushInterval: TimeInterval = 1
@@ -175,12 +179,16 @@ public final class Agent: @unchecked Sendable {
             let wakeup = watcher.wait(until: deadline)
             if isStopping { break }
             handle(events: wakeup.events)
+            handleContinuousEvents()
             runManualRequests()
             let due = planner.due(at: Date())
             stage(due.changes)
             execute(due.actions)
         }
         manualRequests.dropAll("the agent is stopping")
+        // What was committed until now still leaves the host; then the chains end.
+        for protection in protections.values { protection.stop() }
+        handleContinuousEvents()
 
         let shutdown = planner.stop()
         if !shutdown.isEmpty && !cancellation.isCancelled {
@@ -309,6 +317,7 @@ public final class Agent: @unchecked Sendable {
             databases.append(DatabaseRuntime(ref: ref))
             removeTargetLeftovers(of: ref.name)
             stage(planner.found(ref.name, path: ref.path, at: Date(), isNew: newNames != nil))
+            startContinuousProtection(of: ref)
             if !config.databases.contains(where: { $0.path == ref.path }) {
                 logger.info("database.found", ["db": ref.name, "path": ref.path])
             }
@@ -330,6 +339,59 @@ public final class Agent: @unchecked Sendable {
             guard touched, database.detector.hasChanged() else { continue }
             stage(planner.changed(database.ref.name, at: now))
             logger.debug("database.changed", ["db": database.ref.name])
+        }
+    }
+
+    // MARK: Continuous protection
+
+    /// Starts shipping `database`'s committed changes as they come, when continuous protection is
+    /// configured and some target takes changes; a database that is not in WAL mode gets full
+    /// backups only, and the state and log say why.
+    private func startContinuousProtection(of database: DatabaseRef) {
+        guard let settings = config.continuous, protections[database.name] == nil else { return }
+        let followers = targets.filter { $0.config.schedule == nil }
+        guard !followers.isEmpty else {
+            logger.warn("changes.off", ["db": database.name, "reason": "every target has a schedule of its own: none takes changes"])
+            return
+        }
+        let events = continuousEvents
+        let protection = ContinuousProtection(
+            database: database,
+            settings: .init(interval: settings.interval, maxChain: settings.maxChain, compressionLevel: config.compression.level,
+                            encryption: encryption, folder: "\(localFolder)/\(database.name)"),
+            targets: followers.map { (name: $0.config.name, target: $0.target) }, cancellation: cancellation,
+            report: { [weak self] event in
+                events.append(event)
+                self?.watcher.wake()
+            })
+        do {
+            try protection.start()
+        } catch {
+            let reason = (error as? CaptureGap)?.reason ?? describe(error)
+            logger.warn("changes.off", ["db": database.name, "reason": reason])
+            stage(planner.record([.continuity(database.name, note: reason)]))
+            return
+        }
+        protections[database.name] = protection
+        planner.setContinuous(database.name, true)
+        planner.baseNeeded(database.name, reason: "the chain of changes starts")
+        stage(planner.record([.continuity(database.name, note: nil)]))
+        logger.info("changes.on", ["db": database.name, "interval": settings.interval.configText,
+                                   "targets": followers.map(\.config.name).joined(separator: ",")])
+    }
+
+    /// Carries out what continuous protection's threads reported.
+    private func handleContinuousEvents() {
+        for event in continuousEvents.takeAll() {
+            switch event {
+            case let .baseNeeded(database, reason):
+                logger.info("changes.base", ["db": database, "reason": reason])
+                planner.baseNeeded(database, reason: reason)
+            case let .record(changes):
+                stage(planner.record(changes))
+            case let .log(level, name, fields):
+                logger.log(level, name, fields: fields.map { ($0.0, $0.1 as Any) })
+            }
         }
     }
 
@@ -359,6 +421,10 @@ public final class Agent: @unchecked Sendable {
                             localFolder: localFolder, localKeep: config.local?.keep, cancellation: cancellation)
         job.onRetake = { [logger] reason in logger.warn("backup.retaken", ["db": name, "reason": reason]) }
         job.onIDChosen = onStart
+        // A full backup to a target that takes changes is the base of the next chain of changes.
+        let protection = protections[name]
+        let followers = Set(planner.settings.targets.filter(\.followsChanges).map(\.name))
+        let ticket = due.contains(where: { followers.contains($0.config.name) }) ? protection?.prepareBase() : nil
         logger.info("backup.start", ["db": name, "kind": kind.rawValue,
                                      "targets": due.map(\.config.name).joined(separator: ","), "reason": reason as Any])
         var outcome = BackupOutcome(item: name, kind: kind, generation: generation, startedAt: started, finishedAt: started,
@@ -389,6 +455,15 @@ public final class Agent: @unchecked Sendable {
         }
         outcome.finishedAt = Date()
         outcome.wasCancelled = cancellation.isCancelled
+        if let protection, let ticket {
+            let based = outcome.uploads.first { $0.failure == nil && followers.contains($0.target) }
+            if let report, let checksum = report.shippedChecksum, let based {
+                protection.confirmBase(ticket, id: report.id, checksum: checksum, bytes: based.bytes)
+                logger.info("changes.chain", ["db": name, "base": report.id.description])
+            } else {
+                protection.abandonBase(ticket)
+            }
+        }
         let result = planner.finished(outcome)
         stage(result.changes)
         for upload in outcome.uploads {
@@ -425,7 +500,7 @@ public final class Agent: @unchecked Sendable {
             let found = try listBackupsAndChanges(on: target.target, database: database)
             let backups = found.backups
             let continuous = planContinuousRetention(found, database: database, policy: target.config.retention,
-                                                     keep: defaultChangeKeep, now: Date())
+                                                     keep: config.continuous?.keep ?? defaultChangeKeep, now: Date())
             let plan = continuous.backups
             var removed = 0
             for decision in continuous.removeChanges {
@@ -539,6 +614,21 @@ public final class Agent: @unchecked Sendable {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix(".") && name.contains(".tmp") {
                 if unlink("\(path)/\(name)") == 0 { logger.info("leftovers.removed", ["file": "\(folder)/\(name)"]) }
             }
+        }
+    }
+}
+
+/// What continuous protection's threads reported, waiting for the agent's loop.
+final class ContinuousEventQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [ContinuousEvent] = []
+
+    func append(_ event: ContinuousEvent) { lock.withLock { events.append(event) } }
+
+    func takeAll() -> [ContinuousEvent] {
+        lock.withLock {
+            defer { events = [] }
+            return events
         }
     }
 }

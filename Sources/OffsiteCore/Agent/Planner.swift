@@ -119,7 +119,8 @@ public struct PlannerSettings: Sendable, Equatable {
     public init(config: OffsiteConfig) throws {
         self.init(targets: try config.targets.map { target in
                       Target(name: target.name, schedule: try TriggerSchedule(target: target, schedule: config.schedule),
-                             followsChanges: target.schedule == nil, prunes: !target.retention.isEmpty)
+                             followsChanges: target.schedule == nil,
+                             prunes: !target.retention.isEmpty || (config.continuous != nil && target.schedule == nil))
                   },
                   minInterval: config.schedule.onChange?.minInterval ?? .seconds(300),
                   verifyEvery: config.verify?.every, startup: config.schedule.startup, shutdown: config.schedule.shutdown)

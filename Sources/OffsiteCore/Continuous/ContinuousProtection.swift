@@ -1,0 +1,392 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What continuous protection tells the agent, from its own threads.
+public enum ContinuousEvent: Sendable {
+    /// The chain broke or grew long: a full backup (a new base) is needed at once.
+    case baseNeeded(database: String, reason: String)
+    /// Something to record in the state (replication lag, chain length, a gap).
+    case record([StateChange])
+    /// Something to log: level, event name, fields.
+    case log(LogConfig.Level, String, [(String, String)])
+}
+
+/// Continuous protection of one WAL-mode database (docs/CONTINUOUS.md): a capture thread copies
+/// every committed transaction into the spool as it is committed; a shipping thread turns what was
+/// committed since the last object into a change object every `interval`, written to the outbox;
+/// one upload thread per target that takes changes sends the outbox in order. None of them ever
+/// waits behind a full backup.
+///
+/// The agent drives the chains: before the snapshot of a full backup it calls `prepareBase()` (the
+/// chain boundary: what is captured from then on belongs to the next chain), then `confirmBase` or
+/// `abandonBase` with how the backup went.
+public final class ContinuousProtection: @unchecked Sendable {
+    /// How it works.
+    public struct Settings: Sendable {
+        /// How often committed changes are shipped.
+        public var interval: Duration
+        /// When a chain has grown enough for a new base.
+        public var maxChain: ContinuousConfig.ChainLimit
+        /// The gzip level.
+        public var compressionLevel: Int
+        /// How objects are encrypted.
+        public var encryption: PayloadEncryption
+        /// The folder of this database in the local folder (`LOCALDIR/DBNAME`): spool and outbox.
+        public var folder: String
+
+        /// Creates settings.
+        public init(interval: Duration, maxChain: ContinuousConfig.ChainLimit, compressionLevel: Int,
+                    encryption: PayloadEncryption, folder: String) {
+            self.interval = interval
+            self.maxChain = maxChain
+            self.compressionLevel = compressionLevel
+            self.encryption = encryption
+            self.folder = folder
+        }
+    }
+
+    /// The chain objects are shipped in.
+    struct Chain {
+        var base: BackupID
+        var nextSequence = 1
+        var previous: ChainLink
+        /// Compressed bytes and objects shipped in it, for `maxChain`.
+        var shippedBytes: Int64 = 0
+        var objects = 0
+        /// The base's object size on the targets.
+        var baseBytes: Int64
+        /// Whether `maxChain` was reported.
+        var reportedLong = false
+    }
+
+    /// A base being taken: captured transactions from `boundary` on wait for it.
+    public struct BaseTicket: Sendable {
+        let boundary: Int64
+        let serial: Int
+    }
+
+    /// The database.
+    public let database: DatabaseRef
+    /// The settings.
+    public let settings: Settings
+    private let targets: [(name: String, target: any Target)]
+    private let report: @Sendable (ContinuousEvent) -> Void
+    private let cancellation: Cancellation
+
+    private let lock = NSLock()
+    private let wake = NSCondition()
+    private var capture: WALCapture?
+    private var spool: ChangeSpool?
+    private var chain: Chain?
+    /// The spool frame from which captured transactions wait for a base (nil: none is being taken).
+    private var pendingBoundary: Int64?
+    private var ticketSerial = 0
+    /// Transactions before this frame belong to no chain (captured before the first base).
+    private var orphanedBefore: Int64 = 0
+    private var stopping = false
+    private var threads: [JoinableThread<Void>] = []
+    private let outbox: String
+    /// Per target, the names uploaded (oldest first is not needed: objects go in order).
+    private var uploaded: [String: Set<String>] = [:]
+    private let outboxChanged = NSCondition()
+
+    /// Prepares protection of `database` shipping to `targets` (those that take changes). Nothing
+    /// runs before `start()`.
+    public init(database: DatabaseRef, settings: Settings, targets: [(name: String, target: any Target)],
+                cancellation: Cancellation, report: @escaping @Sendable (ContinuousEvent) -> Void) {
+        self.database = database
+        self.settings = settings
+        self.targets = targets
+        self.cancellation = cancellation
+        self.report = report
+        outbox = "\(settings.folder)/.outbox"
+        for target in targets { uploaded[target.name] = [] }
+    }
+
+    /// Opens the capture at the log's current end (what is committed now goes into the next base)
+    /// and starts the threads. Throws `CaptureGap` when the database is not in WAL mode.
+    public func start() throws {
+        try makePrivateDirectory(settings.folder)
+        try makePrivateDirectory(outbox)
+        let capture = try WALCapture(path: database.path)
+        try capture.startAtCurrentEnd()
+        let spool = try ChangeSpool(path: "\(settings.folder)/.spool", pageSize: capture.pageSize)
+        lock.withLock {
+            self.capture = capture
+            self.spool = spool
+        }
+        threads.append(JoinableThread(name: "offsite-capture-\(database.name)") { [self] in captureLoop() })
+        threads.append(JoinableThread(name: "offsite-ship-\(database.name)", background: true) { [self] in shipLoop() })
+        for target in targets {
+            threads.append(JoinableThread(name: "offsite-changes-\(target.name)", background: true) { [self] in
+                uploadLoop(target.name, target.target)
+            })
+        }
+    }
+
+    /// Stops the threads after a last capture and shipment (what is in the outbox is uploaded on the
+    /// next start if not now).
+    public func stop() {
+        lock.withLock { stopping = true }
+        wake.lock(); wake.broadcast(); wake.unlock()
+        outboxChanged.lock(); outboxChanged.broadcast(); outboxChanged.unlock()
+        for thread in threads { _ = thread.join() }
+        threads = []
+    }
+
+    // MARK: Bases
+
+    /// Catches up with what is committed and marks the chain boundary: transactions captured from
+    /// now on wait for the base whose snapshot the caller takes next.
+    public func prepareBase() -> BaseTicket {
+        lock.lock()
+        defer { lock.unlock() }
+        if let capture, let spool { _ = try? capture.step(into: spool) }
+        ticketSerial += 1
+        let boundary = spool?.frameCount ?? 0
+        pendingBoundary = boundary
+        return BaseTicket(boundary: boundary, serial: ticketSerial)
+    }
+
+    /// The base of `ticket` reached the targets as backup `id`, its uncompressed file having
+    /// `checksum`, `bytes` stored: the chain before it ends, the next one starts.
+    public func confirmBase(_ ticket: BaseTicket, id: BackupID, checksum: PlaintextChecksum, bytes: Int64) {
+        lock.withLock {
+            guard ticket.serial == ticketSerial, pendingBoundary == ticket.boundary else { return }
+            shipLocked(upTo: ticket.boundary)
+            chain = Chain(base: id, previous: ChainLink(base: checksum), baseBytes: max(bytes, 1))
+            orphanedBefore = ticket.boundary
+            pendingBoundary = nil
+        }
+        report(.record([.chain(database.name, base: id.description, objects: 0, bytes: 0)]))
+    }
+
+    /// The base of `ticket` was not taken: what waited for it continues the current chain.
+    public func abandonBase(_ ticket: BaseTicket) {
+        lock.withLock {
+            if ticket.serial == ticketSerial { pendingBoundary = nil }
+        }
+    }
+
+    // MARK: Capture
+
+    private func captureLoop() {
+        var lastChange = Date.distantPast
+        var lastHeader: WALIndexHeader?
+        while true {
+            let active = Date().timeIntervalSince(lastChange) < 1
+            wake.lock()
+            if !lock.withLock({ stopping }) { _ = wake.wait(until: Date().addingTimeInterval(active ? 0.003 : 0.05)) }
+            wake.unlock()
+            let stop = lock.withLock { stopping }
+            lock.lock()
+            do {
+                if let capture, let spool {
+                    let header = capture.header()
+                    if header != lastHeader || !active {
+                        try capture.step(into: spool)
+                        if header != lastHeader { lastChange = Date() }
+                        lastHeader = header
+                    }
+                }
+                lock.unlock()
+            } catch let gap as CaptureGap {
+                lock.unlock()
+                restartCapture(after: gap.reason)
+            } catch {
+                lock.unlock()
+                restartCapture(after: describe(error))
+            }
+            if stop { return }
+        }
+    }
+
+    /// A gap: what was captured before it is still shipped in the current chain, which ends there;
+    /// capture starts again at the log's current end and a new base is asked for.
+    private func restartCapture(after reason: String) {
+        report(.log(.error, "changes.gap", [("db", database.name), ("reason", reason)]))
+        report(.record([.problem("changes-gap", item: database.name, target: nil, reason: reason, at: Date())]))
+        lock.lock()
+        let end = spool?.frameCount ?? 0
+        shipLocked(upTo: end)
+        chain = nil
+        orphanedBefore = end
+        pendingBoundary = nil
+        capture = nil
+        do {
+            let fresh = try WALCapture(path: database.path)
+            try fresh.startAtCurrentEnd()
+            capture = fresh
+        } catch {
+            report(.log(.error, "changes.failed", [("db", database.name), ("reason", describe(error))]))
+        }
+        lock.unlock()
+        report(.baseNeeded(database: database.name, reason: "the chain of changes broke: \(reason)"))
+        if capture == nil { usleep(500_000) }
+    }
+
+    // MARK: Shipping
+
+    private func shipLoop() {
+        let interval = settings.interval.timeInterval
+        while true {
+            let stop = lock.withLock { stopping }
+            lock.withLock { shipLocked(upTo: pendingBoundary ?? Int64.max) }
+            if stop { return }
+            wake.lock()
+            _ = wake.wait(until: Date().addingTimeInterval(interval))
+            wake.unlock()
+        }
+    }
+
+    /// Makes change objects of the committed transactions of the current chain that end at or
+    /// before frame `end`, and drops from the spool what no chain will ship. Holds `lock`.
+    private func shipLocked(upTo end: Int64) {
+        guard let spool else { return }
+        let waiting = spool.transactions.filter { $0.endFrame <= end }
+        guard !waiting.isEmpty else { return }
+        guard chain != nil else {
+            // Captured before any base: the next base holds it.
+            spool.discard(upTo: min(end, orphanedBefore == 0 ? end : orphanedBefore))
+            return
+        }
+        var batch: [ChangeSpool.Transaction] = []
+        var frames = 0
+        for transaction in waiting where transaction.firstFrame >= orphanedBefore {
+            if !batch.isEmpty && (batch.count >= 4000 || frames + transaction.frameCount > (64 << 20) / spool.pageSize) {
+                guard writeObject(batch, from: spool) else { return }
+                batch = []
+                frames = 0
+            }
+            batch.append(transaction)
+            frames += transaction.frameCount
+        }
+        if !batch.isEmpty { guard writeObject(batch, from: spool) else { return } }
+        spool.discard(upTo: waiting.last!.endFrame)
+    }
+
+    /// Writes one change object of `transactions` into the outbox; false when it failed (logged;
+    /// the transactions stay in the spool and are tried again).
+    private func writeObject(_ transactions: [ChangeSpool.Transaction], from spool: ChangeSpool) -> Bool {
+        guard var chain else { return false }
+        var frame = 0
+        let listed = transactions.map { transaction -> ChangeTransaction in
+            frame += transaction.frameCount
+            return ChangeTransaction(lastFrame: frame, commitTime: Int64((transaction.committedAt.timeIntervalSince1970 * 1000).rounded(.down)))
+        }
+        let metadata = ChangeObjectMetadata.change(database: database.name, base: chain.base, sequence: chain.nextSequence,
+                                                   previous: chain.previous, pageSize: spool.pageSize, transactions: listed)
+        let name = metadata.objectName(format: settings.encryption.format).fileName
+        let temporary = "\(outbox)/.\(name).tmp"
+        do {
+            let file = try FileSink(creating: temporary, syncsOnFinish: false)
+            let counter = CountingSink(next: file)
+            do {
+                let writer = try ChangeObjectWriter(metadata: metadata, compressionLevel: settings.compressionLevel,
+                                                    encryption: settings.encryption, into: counter)
+                var page = [UInt8](repeating: 0, count: spool.pageSize)
+                for transaction in transactions {
+                    for number in transaction.firstFrame..<transaction.endFrame {
+                        let pageNumber = try page.withUnsafeMutableBytes { try spool.readFrame(number, into: $0) }
+                        let commit = number == transaction.endFrame - 1 ? transaction.pageCount : 0
+                        try page.withUnsafeBytes { try writer.append(pageNumber: pageNumber, commitSize: commit, page: $0) }
+                    }
+                }
+                let digest = try writer.finish()
+                try durableRename(from: temporary, to: "\(outbox)/\(name)")
+                chain.previous = .object(digest)
+                chain.nextSequence += 1
+                chain.objects += 1
+                chain.shippedBytes += counter.count
+            } catch {
+                file.discard()
+                throw error
+            }
+        } catch {
+            report(.log(.error, "changes.failed", [("db", database.name), ("stage", "object"), ("reason", describe(error))]))
+            return false
+        }
+        self.chain = chain
+        report(.record([.chain(database.name, base: chain.base.description, objects: chain.objects, bytes: chain.shippedBytes)]))
+        if !chain.reportedLong && isLong(chain) {
+            self.chain?.reportedLong = true
+            report(.baseNeeded(database: database.name, reason: "the chain of changes reached maxChain"))
+        }
+        outboxChanged.lock(); outboxChanged.broadcast(); outboxChanged.unlock()
+        return true
+    }
+
+    private func isLong(_ chain: Chain) -> Bool {
+        switch settings.maxChain {
+        case let .share(share): return Double(chain.shippedBytes) >= share * Double(chain.baseBytes)
+        case let .count(count): return chain.objects >= count
+        }
+    }
+
+    // MARK: Uploading
+
+    /// The outbox's objects, in chain order (names sort by base, then sequence).
+    private func outboxObjects() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    private func uploadLoop(_ name: String, _ target: any Target) {
+        var failures = 0
+        var oldestWaiting: Date?
+        while true {
+            let stop = lock.withLock { stopping }
+            let pending = outboxObjects().filter { object in !lock.withLock { uploaded[name]!.contains(object) } }
+            let oldest = pending.first.flatMap { ChangeObjectName(fileName: $0) }.map { Date(timeIntervalSince1970: Double($0.firstCommit) / 1000) }
+            if oldest != oldestWaiting {
+                oldestWaiting = oldest
+                report(.record([.replication(database.name, target: name, oldestWaiting: oldest)]))
+            }
+            guard let object = pending.first else {
+                if stop { return }
+                waitForObjects(seconds: 1)
+                continue
+            }
+            do {
+                try upload(object, to: target)
+                failures = 0
+                lock.withLock { uploaded[name]!.insert(object) }
+                removeIfEverywhere(object)
+            } catch {
+                failures += 1
+                report(.log(.error, "changes.upload.failed", [("db", database.name), ("target", name), ("object", object),
+                                                              ("reason", describe(error)), ("failures", String(failures))]))
+                if stop || cancellation.isCancelled { return }
+                waitForObjects(seconds: min(pow(2, Double(failures - 1)), 60))
+            }
+        }
+    }
+
+    private func waitForObjects(seconds: TimeInterval) {
+        outboxChanged.lock()
+        _ = outboxChanged.wait(until: Date().addingTimeInterval(seconds))
+        outboxChanged.unlock()
+    }
+
+    private func upload(_ object: String, to target: any Target) throws {
+        let path = "\(outbox)/\(object)"
+        let upload = try target.makeUpload(key: "\(database.name)/\(object)", expectedSize: try? fileSize(at: path))
+        do {
+            try readFile(at: path, into: CancellableSink(next: upload, cancellation: cancellation))
+            try upload.finish()
+            try upload.commit()
+        } catch {
+            upload.abort()
+            throw error
+        }
+    }
+
+    /// Removes `object` from the outbox once every target holds it.
+    private func removeIfEverywhere(_ object: String) {
+        let everywhere = lock.withLock { uploaded.values.allSatisfy { $0.contains(object) } }
+        guard everywhere else { return }
+        unlink("\(outbox)/\(object)")
+        lock.withLock { for key in uploaded.keys { uploaded[key]!.remove(object) } }
+    }
+}
