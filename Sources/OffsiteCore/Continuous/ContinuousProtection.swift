@@ -35,15 +35,19 @@ public final class ContinuousProtection: @unchecked Sendable {
         public var encryption: PayloadEncryption
         /// The folder of this database in the local folder (`LOCALDIR/DBNAME`): spool and outbox.
         public var folder: String
+        /// The raw frame bytes of change objects after which a compacted object is written; nil: a
+        /// quarter of the database, at least 16 MiB.
+        public var compactAfterBytes: Int64?
 
         /// Creates settings.
         public init(interval: Duration, maxChain: ContinuousConfig.ChainLimit, compressionLevel: Int,
-                    encryption: PayloadEncryption, folder: String) {
+                    encryption: PayloadEncryption, folder: String, compactAfterBytes: Int64? = nil) {
             self.interval = interval
             self.maxChain = maxChain
             self.compressionLevel = compressionLevel
             self.encryption = encryption
             self.folder = folder
+            self.compactAfterBytes = compactAfterBytes
         }
     }
 
@@ -59,6 +63,14 @@ public final class ContinuousProtection: @unchecked Sendable {
         var baseBytes: Int64
         /// Whether `maxChain` was reported.
         var reportedLong = false
+        /// The newest version of each page since the last compacted object, and from which change
+        /// object on (with that object's `prev` and first commit).
+        var compactor: ChangeCompactor?
+        var compactFrom = 1
+        var compactPrevious: ChainLink
+        var compactFirstCommit: Int64 = 0
+        /// Raw frame bytes in the change objects since the last compacted object.
+        var compactRawBytes: Int64 = 0
     }
 
     /// A base being taken: captured transactions from `boundary` on wait for it.
@@ -156,7 +168,8 @@ public final class ContinuousProtection: @unchecked Sendable {
         lock.withLock {
             guard ticket.serial == ticketSerial, pendingBoundary == ticket.boundary else { return }
             shipLocked(upTo: ticket.boundary)
-            chain = Chain(base: id, previous: ChainLink(base: checksum), baseBytes: max(bytes, 1))
+            let link = ChainLink(base: checksum)
+            chain = Chain(base: id, previous: link, baseBytes: max(bytes, 1), compactPrevious: link)
             orphanedBefore = ticket.boundary
             pendingBoundary = nil
         }
@@ -286,12 +299,21 @@ public final class ContinuousProtection: @unchecked Sendable {
             do {
                 let writer = try ChangeObjectWriter(metadata: metadata, compressionLevel: settings.compressionLevel,
                                                     encryption: settings.encryption, into: counter)
+                if chain.compactor == nil {
+                    chain.compactor = try ChangeCompactor(pageSize: spool.pageSize, scratchFolder: settings.folder)
+                    chain.compactFrom = chain.nextSequence
+                    chain.compactPrevious = chain.previous
+                    chain.compactFirstCommit = listed.first?.commitTime ?? 0
+                }
                 var page = [UInt8](repeating: 0, count: spool.pageSize)
                 for transaction in transactions {
                     for number in transaction.firstFrame..<transaction.endFrame {
                         let pageNumber = try page.withUnsafeMutableBytes { try spool.readFrame(number, into: $0) }
                         let commit = number == transaction.endFrame - 1 ? transaction.pageCount : 0
-                        try page.withUnsafeBytes { try writer.append(pageNumber: pageNumber, commitSize: commit, page: $0) }
+                        try page.withUnsafeBytes { bytes in
+                            try writer.append(pageNumber: pageNumber, commitSize: commit, page: bytes)
+                            try chain.compactor!.append(pageNumber: pageNumber, commitSize: commit, page: bytes)
+                        }
                     }
                 }
                 let digest = try writer.finish()
@@ -300,6 +322,11 @@ public final class ContinuousProtection: @unchecked Sendable {
                 chain.nextSequence += 1
                 chain.objects += 1
                 chain.shippedBytes += counter.count
+                chain.compactRawBytes += Int64(frame) * Int64(spool.pageSize)
+                let databaseBytes = Int64(transactions.last!.pageCount) * Int64(spool.pageSize)
+                if chain.compactRawBytes >= settings.compactAfterBytes ?? max(16 << 20, databaseBytes / 4) {
+                    writeCompacted(&chain, lastDigest: digest, lastCommit: listed.last!.commitTime)
+                }
             } catch {
                 file.discard()
                 throw error
@@ -316,6 +343,33 @@ public final class ContinuousProtection: @unchecked Sendable {
         }
         outboxChanged.lock(); outboxChanged.broadcast(); outboxChanged.unlock()
         return true
+    }
+
+    /// Writes the compacted object of the change objects since the last one (the newest version of
+    /// each page, one transaction) into the outbox, so a restore reads it instead of them; a failure
+    /// is logged and costs restore speed only.
+    private func writeCompacted(_ chain: inout Chain, lastDigest: ChainDigest, lastCommit: Int64) {
+        guard let compactor = chain.compactor else { return }
+        chain.compactor = nil
+        chain.compactRawBytes = 0
+        let metadata = compactor.metadata(database: database.name, base: chain.base, from: chain.compactFrom,
+                                          to: chain.nextSequence - 1, previous: chain.compactPrevious, last: lastDigest,
+                                          commitTime: lastCommit)
+        let name = metadata.objectName(format: settings.encryption.format, firstCommit: chain.compactFirstCommit).fileName
+        let temporary = "\(outbox)/.\(name).tmp"
+        do {
+            let file = try FileSink(creating: temporary, syncsOnFinish: false)
+            do {
+                _ = try compactor.write(metadata: metadata, compressionLevel: settings.compressionLevel,
+                                        encryption: settings.encryption, into: file)
+                try durableRename(from: temporary, to: "\(outbox)/\(name)")
+            } catch {
+                file.discard()
+                throw error
+            }
+        } catch {
+            report(.log(.warn, "changes.compaction.failed", [("db", database.name), ("reason", describe(error))]))
+        }
     }
 
     private func isLong(_ chain: Chain) -> Bool {
