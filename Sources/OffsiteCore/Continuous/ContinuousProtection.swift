@@ -404,6 +404,12 @@ public final class ContinuousProtection: @unchecked Sendable {
             }
             do {
                 try upload(object, to: target)
+                if let parsed = ChangeObjectName(fileName: object) {
+                    report(.log(.debug, "changes.shipped", [("db", database.name), ("target", name), ("object", object),
+                                                            ("firstCommit", String(parsed.firstCommit)),
+                                                            ("lastCommit", String(parsed.lastCommit)),
+                                                            ("shippedAt", String(milliseconds(of: Date())))]))
+                }
                 failures = 0
                 lock.withLock { uploaded[name]!.insert(object) }
                 removeIfEverywhere(object)
