@@ -247,25 +247,12 @@ func freeSpace(of folder: String) -> Int64? {
 /// Runs `body` while the file at `path` is fsynced on a thread of its own; returns what `body`
 /// returns once both are done. `body`'s error comes first, then the sync's.
 func whileSyncing<T>(_ path: String, _ body: () throws -> T) throws -> T {
-    let outcome = SyncOutcome()
-    let thread = Thread {
-        do { try syncFile(at: path) } catch { outcome.error = error }
-        outcome.done.signal()
-    }
-    thread.name = "offsite-restore-sync"
-    thread.start()
+    let sync = JoinableThread(name: "offsite-restore-sync") { try syncFile(at: path) }
     let result = Result { try body() }
-    outcome.done.wait()
+    let synced = sync.join()
     let value = try result.get()
-    if let error = outcome.error { throw error }
+    try synced.get()
     return value
-}
-
-/// How the sync of `whileSyncing` ended.
-private final class SyncOutcome: @unchecked Sendable {
-    // @unchecked: `error` is written by the thread before `done` is signalled, read after.
-    var error: Error?
-    let done = DispatchSemaphore(value: 0)
 }
 
 /// The restore stages as a chain of threads: what is written to `head` is decrypted (for the
