@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 
 /// A gzip stream that could not be produced or read.
@@ -47,84 +46,6 @@ public enum GzipError: UserFacingError, Equatable {
     }
 }
 
-/// Window bits for deflate/inflate: a 32 KiB window (15) with a gzip header and trailer (+16).
-let gzipWindowBits: Int32 = 15 + 16
-/// Bytes handed to zlib per call: `avail_in` is a 32-bit count.
-private let maximumChunk = 1 << 30
-
-/// A `z_stream` on the heap (zlib keeps its address between calls), ended on deinit.
-final class ZStream {
-    enum Direction { case deflate, inflate }
-
-    let pointer: UnsafeMutablePointer<z_stream>
-    let direction: Direction
-    let level: Int32
-    private var isInitialized = false
-
-    init(direction: Direction, level: Int32 = Z_DEFAULT_COMPRESSION) throws {
-        self.direction = direction
-        self.level = level
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: z_stream())
-        let rc: Int32
-        switch direction {
-        case .deflate:
-            rc = offsite_deflate_init2(pointer, level, Z_DEFLATED, gzipWindowBits, 8, Z_DEFAULT_STRATEGY)
-        case .inflate:
-            rc = offsite_inflate_init2(pointer, gzipWindowBits)
-        }
-        guard rc == Z_OK else {
-            throw GzipError.zlibFailure(operation: direction == .deflate ? "deflateInit2" : "inflateInit2",
-                                        code: rc, detail: describeZlibCode(rc))
-        }
-        isInitialized = true
-        if direction == .deflate { tune() }
-    }
-
-    /// Level 6 (the default) gives up on a match sooner than zlib's own level 6 (a shorter chain
-    /// once a match of 4 bytes is found, 64 steps at most) but looks further for a better one
-    /// before taking it (lazy matching up to 64 bytes): in 1 MiB members of the CRM database that
-    /// is 14% less CPU for an output 0.1% smaller (0.6% larger than `gzip -6`'s); on a tar of
-    /// text 8% less CPU for 0.05% more bytes, on an executable 33% less for 0.25% more. The other
-    /// levels are zlib's. zlib resets these with the stream, so this runs again after every
-    /// `deflateReset` (`reset()`).
-    private func tune() {
-        if level == 6 || level == Z_DEFAULT_COMPRESSION {
-            _ = deflateTune(pointer, 4, 64, 128, 64)
-        }
-    }
-
-    /// Resets a deflate stream for a new member, with the same level and tuning.
-    func reset() -> Int32 {
-        let rc = deflateReset(pointer)
-        if rc == Z_OK { tune() }
-        return rc
-    }
-
-    deinit {
-        if isInitialized {
-            switch direction {
-            case .deflate: deflateEnd(pointer)
-            case .inflate: inflateEnd(pointer)
-            }
-        }
-        pointer.deinitialize(count: 1)
-        pointer.deallocate()
-    }
-
-    /// zlib's message for the last error, or a description of `rc`.
-    func detail(for rc: Int32) -> String {
-        if let message = pointer.pointee.msg { return String(cString: message) }
-        return describeZlibCode(rc)
-    }
-}
-
-/// zlib's generic description of a return code.
-func describeZlibCode(_ rc: Int32) -> String {
-    guard let text = zError(rc) else { return "code \(rc)" }
-    return String(cString: text)
-}
-
 /// Compresses everything written to it into one RFC 1952 gzip member and writes that to `next`.
 /// Memory is fixed: one output buffer and zlib's own state.
 public final class GzipCompressor: ByteSink {
@@ -139,7 +60,7 @@ public final class GzipCompressor: ByteSink {
     /// Creates a compressor at `level` (0 stores, 9 is smallest) that writes to `next`.
     public init(level: Int = 6, next: any ByteSink) throws {
         guard (0...9).contains(level) else { throw GzipError.invalidLevel(level) }
-        stream = try ZStream(direction: .deflate, level: Int32(level))
+        stream = try ZStream(direction: .deflate, level: level)
         self.next = next
         output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
     }
@@ -153,8 +74,8 @@ public final class GzipCompressor: ByteSink {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         var offset = 0
         while offset < bytes.count {
-            let count = min(bytes.count - offset, maximumChunk)
-            try deflateChunk(UnsafeRawBufferPointer(start: base + offset, count: count), flush: Z_NO_FLUSH)
+            let count = min(bytes.count - offset, ZStream.maximumInput)
+            try deflate(UnsafeRawBufferPointer(start: base + offset, count: count), finishing: false)
             offset += count
         }
     }
@@ -162,37 +83,18 @@ public final class GzipCompressor: ByteSink {
     public func finish() throws {
         guard !hasEnded else { throw GzipError.streamEnded }
         hasEnded = true
-        try deflateChunk(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_FINISH)
+        try deflate(UnsafeRawBufferPointer(start: nil, count: 0), finishing: true)
         try next.finish()
     }
 
-    /// Runs deflate over `input` until it is consumed (and, for Z_FINISH, until the member ends),
-    /// passing every full or final output buffer to the next sink.
-    private func deflateChunk(_ input: UnsafeRawBufferPointer, flush: Int32) throws {
-        let z = stream.pointer
-        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        z.pointee.avail_in = uInt(input.count)
-        defer {
-            z.pointee.next_in = nil
-            z.pointee.avail_in = 0
-        }
-        while true {
-            z.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            z.pointee.avail_out = uInt(output.count)
-            let rc = deflate(z, flush)
-            guard rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR else {
-                hasEnded = true
-                throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
-            }
-            let produced = output.count - Int(z.pointee.avail_out)
-            if produced > 0 {
-                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<produced]))
-            }
-            if flush == Z_FINISH {
-                if rc == Z_STREAM_END { return }
-            } else if z.pointee.avail_in == 0 && z.pointee.avail_out != 0 {
-                return
-            }
+    /// Deflates `input` (and ends the member when `finishing`), passing every full or final
+    /// output buffer to the next sink; a failure ends the stream.
+    private func deflate(_ input: UnsafeRawBufferPointer, finishing: Bool) throws {
+        do {
+            try stream.deflate(input, finishing: finishing, buffer: output) { try next.write($0) }
+        } catch {
+            hasEnded = true
+            throw error
         }
     }
 }
@@ -246,7 +148,7 @@ public final class GzipDecompressor: ByteSink {
         do {
             var offset = 0
             while offset < bytes.count {
-                let count = min(bytes.count - offset, maximumChunk)
+                let count = min(bytes.count - offset, ZStream.maximumInput)
                 try inflateChunk(UnsafeRawBufferPointer(start: base + offset, count: count))
                 offset += count
             }
@@ -271,56 +173,34 @@ public final class GzipDecompressor: ByteSink {
     }
 
     private func inflateChunk(_ input: UnsafeRawBufferPointer) throws {
-        let z = stream.pointer
-        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        z.pointee.avail_in = uInt(input.count)
-        defer {
-            z.pointee.next_in = nil
-            z.pointee.avail_in = 0
-        }
+        stream.setInput(input)
+        defer { stream.clearInput() }
         while true {
             if case let .betweenMembers(seen) = state {
                 // Only another gzip member may follow a complete one. Check its magic number
                 // here, without consuming it: inflate reads the header itself.
-                let available = Int(z.pointee.avail_in)
-                let checkable = min(available, Self.magic.count - seen)
-                for index in 0..<checkable where z.pointee.next_in[index] != Self.magic[seen + index] {
+                let pending = stream.pendingInput
+                let checkable = min(pending.count, Self.magic.count - seen)
+                for index in 0..<checkable where pending[index] != Self.magic[seen + index] {
                     throw completedMembers > 0 ? GzipError.trailingGarbage
                         : GzipError.corruptData("not in gzip format (bad magic number)")
                 }
                 let nowSeen = seen + checkable
                 state = nowSeen == Self.magic.count ? .insideMember : .betweenMembers(magicBytesSeen: nowSeen)
-                if available == 0 { return }
+                if pending.isEmpty { return }
             }
-            z.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            z.pointee.avail_out = uInt(output.count)
-            let rc = inflate(z, Z_NO_FLUSH)
-            let produced = output.count - Int(z.pointee.avail_out)
-            switch rc {
-            case Z_OK, Z_STREAM_END, Z_BUF_ERROR:
-                break
-            case Z_DATA_ERROR, Z_NEED_DICT:
-                throw GzipError.corruptData(stream.detail(for: rc))
-            default:
-                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: stream.detail(for: rc))
+            let step = try stream.inflate(into: output)
+            if step.produced > 0 {
+                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<step.produced]))
             }
-            if produced > 0 {
-                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<produced]))
-            }
-            if rc == Z_STREAM_END {
+            if step.endedMember {
                 completedMembers += 1
-                let resetCode = inflateReset(z)
-                guard resetCode == Z_OK else {
-                    throw GzipError.zlibFailure(operation: "inflateReset", code: resetCode, detail: describeZlibCode(resetCode))
-                }
+                try stream.reset()
                 state = .betweenMembers(magicBytesSeen: 0)
                 continue
             }
             // Done with this input once it is all consumed and zlib has no more output waiting.
-            if z.pointee.avail_in == 0 && z.pointee.avail_out != 0 { return }
-            if rc == Z_BUF_ERROR && produced == 0 {
-                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: "no progress with input left")
-            }
+            if stream.pendingInput.isEmpty && step.produced < output.count { return }
         }
     }
 }
@@ -344,18 +224,13 @@ public struct PlaintextChecksum: Sendable, Equatable, CustomStringConvertible {
 
     /// Adds a piece whose own checksum is `crc`, `length` bytes long, after the bytes so far.
     public mutating func append(crc pieceCRC: UInt32, length pieceLength: Int64) {
-        crc = UInt32(offsite_crc32_combine(UInt(crc), UInt(pieceCRC), pieceLength))
+        crc = Zlib.crc32Combine(crc, pieceCRC, secondLength: pieceLength)
         length += pieceLength
     }
 
     /// Adds `bytes` after the bytes so far.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        var offset = 0
-        while offset < bytes.count {
-            let count = min(bytes.count - offset, Int(UInt32.max))
-            crc = UInt32(crc32(uLong(crc), bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self), uInt(count)))
-            offset += count
-        }
+        crc = Zlib.crc32(crc, bytes)
         length += Int64(bytes.count)
     }
 
