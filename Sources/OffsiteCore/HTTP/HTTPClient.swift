@@ -12,6 +12,9 @@ import Foundation
 /// `perform` blocks the calling thread: call it from a dedicated thread, never from the Swift
 /// concurrency pool.
 public final class HTTPClient: @unchecked Sendable {
+    /// The linked libcurl's version (`7.88.1`).
+    public static var libraryVersion: String { String(cString: offsite_curl_version()) }
+
     /// The settings every request uses.
     public let options: HTTPClientOptions
     private let lock = NSLock()
