@@ -355,7 +355,9 @@ func pruneLocalRotation(folder: String, keep: RetentionPolicy) -> (removed: [Str
             failures.append(FileIOError(operation: "remove", path: item.key, code: errno).message)
         }
     }
-    if !removed.isEmpty { fsyncFolder(folder) }
+    if !removed.isEmpty {
+        do { try fsyncDirectory(folder) } catch { failures.append(describe(error)) }
+    }
     return (removed, failures)
 }
 
