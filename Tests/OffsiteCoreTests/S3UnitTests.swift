@@ -208,7 +208,7 @@ import Testing
         #expect(!classify("HTTP502", 502).isPermanent)
     }
 
-    @Test func retriesTransientFailuresWithGrowingCappedWaits() throws {
+    @Test func retryWaitsGrowAndAreCapped() throws {
         let policy = RetryPolicy(maximumAttempts: 4, initialDelay: .milliseconds(1), maximumDelay: .milliseconds(4))
         #expect(policy.delayCap(afterAttempt: 1) == .milliseconds(1))
         #expect(policy.delayCap(afterAttempt: 2) == .milliseconds(2))
@@ -216,23 +216,6 @@ import Testing
         #expect(policy.delayCap(afterAttempt: 10) == .milliseconds(4))
         var generator = SplitMix64(seed: 1)
         for attempt in 1...5 { #expect(policy.delay(afterAttempt: attempt, using: &generator) <= policy.delayCap(afterAttempt: attempt)) }
-
-        let transient = TargetError.failed(target: "s3", operation: "put", detail: "503", hint: nil, isPermanent: false)
-        let permanent = TargetError.failed(target: "s3", operation: "put", detail: "400", hint: nil, isPermanent: true)
-        let isRetryable: (Error) -> Bool = { ($0 as? TargetError).map { !$0.isPermanent } ?? false }
-        var attempts = 0
-        let value = try policy.run(isRetryable: isRetryable) { attempt -> Int in
-            attempts += 1
-            if attempt < 3 { throw transient }
-            return attempt
-        }
-        #expect(value == 3 && attempts == 3)
-        attempts = 0
-        #expect(throws: TargetError.self) { try policy.run(isRetryable: isRetryable) { _ in attempts += 1; throw permanent } }
-        #expect(attempts == 1, "permanent errors are not retried")
-        attempts = 0
-        #expect(throws: TargetError.self) { try policy.run(isRetryable: isRetryable) { _ in attempts += 1; throw transient } }
-        #expect(attempts == 4, "transient errors are retried until attempts run out")
     }
 
     @Test func errorsNeverCarryTheSecret() {

@@ -159,8 +159,9 @@ public final class Agent: @unchecked Sendable {
         let now = Date()
         record { $0.recordStart(at: now, pid: getpid()) }
 
+        let control = RequestControl(cancellation: cancellation) { [logger] in logger.log(.warn, "target.retry", fields: $0.logFields) }
         for targetConfig in config.targets {
-            let target = try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder))
+            let target = try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder), control: control)
             let schedule = try TriggerSchedule(target: targetConfig, schedule: config.schedule)
             targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
         }

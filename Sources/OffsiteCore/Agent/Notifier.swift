@@ -50,7 +50,8 @@ public final class WebhookNotifier: Sendable {
     public init(url: String, client: HTTPClient = HTTPClient(options: HTTPClientOptions(connectTimeout: .seconds(10), totalTimeout: .seconds(30))),
                 retry: RetryPolicy = RetryPolicy(maximumAttempts: 5, initialDelay: .seconds(1), maximumDelay: .seconds(30)),
                 onDeliveryFailure: @escaping @Sendable (Notification, String) -> Void) {
-        let delivery = WebhookDelivery(url: url, client: client, retry: retry, onFailure: onDeliveryFailure)
+        let delivery = WebhookDelivery(url: url, transport: RetryingHTTPClient(name: "webhook", http: client, policy: retry),
+                                       onFailure: onDeliveryFailure)
         self.delivery = delivery
         _ = JoinableThread(name: "offsite-webhook") { [queue] in
             // Ends when the queue is closed (`stop`, or the notifier goes away) and empty.
@@ -88,8 +89,7 @@ public final class WebhookNotifier: Sendable {
 /// How one notification is posted: with retries, failures told to `onFailure`.
 private struct WebhookDelivery: Sendable {
     let url: String
-    let client: HTTPClient
-    let retry: RetryPolicy
+    let transport: RetryingHTTPClient
     let onFailure: @Sendable (Notification, String) -> Void
 
     func deliver(_ notification: Notification) {
@@ -97,12 +97,8 @@ private struct WebhookDelivery: Sendable {
                                   headers: [("Content-Type", "application/json"), ("User-Agent", "offsite/\(LibraryVersions.offsite)")],
                                   body: .data(notification.json))
         do {
-            try retry.run(isRetryable: { error in
-                if let error = error as? HTTPTransportError { return error.isRetryable }
-                if let error = error as? WebhookStatusError { return HTTPRetryClassification.isRetryable(status: error.status) }
-                return false
-            }) { _ in
-                let response = try client.perform(request)
+            try transport.run("notify") { _ in
+                let response = try transport.perform(request)
                 guard response.isSuccess else { throw WebhookStatusError(status: response.status) }
             }
         } catch let error as WebhookStatusError {
@@ -116,6 +112,9 @@ private struct WebhookDelivery: Sendable {
 }
 
 /// A webhook answered with a status outside 2xx.
-struct WebhookStatusError: Error {
+struct WebhookStatusError: TransientFailure {
     var status: Int
+
+    /// 5xx, 408 and 429 may pass.
+    var mayPass: Bool { HTTPRetryClassification.isRetryable(status: status) }
 }

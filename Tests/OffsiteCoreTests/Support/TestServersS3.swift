@@ -109,12 +109,13 @@ final class S3TestServer: @unchecked Sendable {
 
     /// An S3 target on this server (or on `port`, a proxy in front of it) with short retry waits.
     func makeTarget(prefix: String, secret: String = S3TestServer.secretAccessKey, partSize: Int? = nil,
-                    concurrency: Int? = nil, port: Int? = nil, retryPolicy: RetryPolicy = RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50))) throws -> S3Target {
+                    concurrency: Int? = nil, port: Int? = nil, retryPolicy: RetryPolicy = RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50)),
+                    control: RequestControl = RequestControl()) throws -> S3Target {
         var config = config(prefix: prefix, secret: secret)
         config.partSize = partSize
         config.concurrency = concurrency
         if let port { config.endpoint = URL(string: "http://127.0.0.1:\(port)") }
-        return try S3Target(config: config, retryPolicy: retryPolicy)
+        return try S3Target(config: config, retryPolicy: retryPolicy, control: control)
     }
 
     /// Starts `executable` through a watchdog shell that kills it when this test process goes
@@ -172,7 +173,7 @@ func uniqueS3Prefix(_ label: String) -> String {
 /// mode object downloads trickle at 8 KiB/s. Everything else is passed through unchanged, so
 /// signatures still verify upstream.
 final class FaultyProxy: @unchecked Sendable {
-    enum Mode: String { case flaky, down, unavailable, slow }
+    enum Mode: String { case flaky, down, unavailable, slow, silent }
 
     let port: Int
     private let process: Process
@@ -209,6 +210,10 @@ final class FaultyProxy: @unchecked Sendable {
                 if mode == 'unavailable':
                     take('unavailable', 0)
                     return self.reply(503, error('ServiceUnavailable'))
+                if mode == 'silent' and self.command != 'HEAD':
+                    take('silent', 0)
+                    time.sleep(600)
+                    return self.drop()
                 part = self.command == 'PUT' and 'partNumber=' in self.path
                 if part and (mode == 'down' or take('part503', 2)):
                     return self.reply(503, error('SlowDown'))

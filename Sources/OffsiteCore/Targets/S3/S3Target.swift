@@ -43,12 +43,13 @@ public final class S3Target: Target {
     let storageClass: String?
 
     /// Opens the target `config` describes (kind `.s3`); throws when credentials are missing.
-    public convenience init(config: TargetConfig) throws {
-        try self.init(config: config, retryPolicy: RetryPolicy())
+    /// Every request it makes follows `control` (cancellation, retry reports).
+    public convenience init(config: TargetConfig, control: RequestControl = RequestControl()) throws {
+        try self.init(config: config, retryPolicy: RetryPolicy(), control: control)
     }
 
     /// Opens the target with a specific retry policy (tests use short waits).
-    init(config: TargetConfig, retryPolicy: RetryPolicy) throws {
+    init(config: TargetConfig, retryPolicy: RetryPolicy, control: RequestControl = RequestControl()) throws {
         guard case let .s3(bucket, prefix) = config.location else {
             throw TargetError.failed(target: config.name, operation: "open", detail: "\(config.url) is not an s3:// URL",
                                      hint: nil, isPermanent: true)
@@ -70,7 +71,7 @@ public final class S3Target: Target {
         self.client = S3Client(targetName: config.name, bucket: bucket, endpoint: endpoint,
                                signer: SigV4Signer(accessKeyId: accessKeyId, secretAccessKey: secret,
                                                    sessionToken: config.sessionToken, region: region),
-                               http: HTTPClient(options: options), retryPolicy: retryPolicy)
+                               http: HTTPClient(options: options), retryPolicy: retryPolicy, control: control)
         self.configuredPartSize = config.partSize
         self.concurrency = max(1, config.concurrency ?? 2)
         self.storageClass = config.storageClass

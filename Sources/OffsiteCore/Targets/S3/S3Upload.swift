@@ -181,7 +181,7 @@ final class S3Upload: TargetUpload {
         xml += "</CompleteMultipartUpload>"
         let call = S3Call.withBody("POST", key: key, query: [("uploadId", uploadID)], data: Data(xml.utf8))
         let operation = "complete upload of \(displayKey)"
-        _ = try client.retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+        _ = try client.transport.run(operation) { _ in
             let response = try client.sendOnce(call, operation: operation)
             // CompleteMultipartUpload can fail after a 200 status, with an error in the body.
             if S3ErrorBody.parse(response.body) != nil {

@@ -20,13 +20,14 @@ public final class WebDAVTarget: Target {
     static let formerTemporaryNamePrefix = ".offsite-upload-"
 
     /// Opens the target `config` describes (kind `.webDAV`); uploads spool into `spoolFolder`
-    /// (nil: the system's temporary folder).
-    public convenience init(config: TargetConfig, spoolFolder: URL? = nil) throws {
-        try self.init(config: config, spoolFolder: spoolFolder, retryPolicy: RetryPolicy())
+    /// (nil: the system's temporary folder). Every request it makes follows `control`
+    /// (cancellation, retry reports).
+    public convenience init(config: TargetConfig, spoolFolder: URL? = nil, control: RequestControl = RequestControl()) throws {
+        try self.init(config: config, spoolFolder: spoolFolder, retryPolicy: RetryPolicy(), control: control)
     }
 
     /// Opens the target with a specific retry policy (tests use short waits).
-    init(config: TargetConfig, spoolFolder: URL?, retryPolicy: RetryPolicy) throws {
+    init(config: TargetConfig, spoolFolder: URL?, retryPolicy: RetryPolicy, control: RequestControl = RequestControl()) throws {
         func invalid(_ detail: String, hint: String? = nil) -> TargetError {
             .failed(target: config.name, operation: "open", detail: detail, hint: hint, isPermanent: true)
         }
@@ -58,7 +59,7 @@ public final class WebDAVTarget: Target {
         self.location = "\(origin)\(basePath.isEmpty ? "/" : basePath)"
         self.spoolFolder = spoolFolder ?? FileManager.default.temporaryDirectory
         self.client = WebDAVClient(targetName: config.name, origin: origin, basePath: basePath,
-                                   http: HTTPClient(options: options), retryPolicy: retryPolicy)
+                                   http: HTTPClient(options: options), retryPolicy: retryPolicy, control: control)
     }
 
     public func makeUpload(key: String) throws -> any TargetUpload {

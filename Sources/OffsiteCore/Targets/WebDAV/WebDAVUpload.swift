@@ -147,7 +147,7 @@ final class WebDAVUpload: TargetUpload {
     private func send(_ request: HTTPRequest, operation: String, folder: UploadFolder, attempts: inout Int,
                       afterRecreatingFolder: () throws -> Void) throws {
         let client = target.client
-        try client.retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+        try client.transport.run(operation) { _ in
             attempts += 1
             let response = try client.sendOnce(request, operation: operation, accepting: WebDAVClient.failureStatuses)
             if response.isSuccess { return }
