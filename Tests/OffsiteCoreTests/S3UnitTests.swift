@@ -231,11 +231,11 @@ import Testing
 
     @Test func connectionFailuresAreRetryableTargetErrors() throws {
         // Nothing listens on port 1: a refused connection is transient, named, and retried.
-        var config = TargetConfig(name: "nowhere", url: "s3://b/p", location: .s3(bucket: "b", prefix: "p"))
-        config.endpoint = URL(string: "http://127.0.0.1:1")
-        config.accessKeyId = "AKID"
-        config.secretAccessKey = Secret("secret-for-test")
-        let target = try S3Target(config: config, retryPolicy: RetryPolicy(maximumAttempts: 2, initialDelay: .milliseconds(1)))
+        var settings = S3TargetSettings(bucket: "b", prefix: "p")
+        settings.endpoint = URL(string: "http://127.0.0.1:1")
+        settings.credentials = S3Credentials(accessKeyId: "AKID", secretAccessKey: Secret("secret-for-test"))
+        let target = try S3Target(name: "nowhere", settings: settings,
+                                  retryPolicy: RetryPolicy(maximumAttempts: 2, initialDelay: .milliseconds(1)), control: RequestControl())
         do {
             _ = try target.list(prefix: "")
             Issue.record("listing an unreachable endpoint must fail")
@@ -255,9 +255,8 @@ import Testing
 
 private extension TargetConfig {
     func with(credentials: (String, String)) -> TargetConfig {
-        var copy = self
-        copy.accessKeyId = credentials.0
-        copy.secretAccessKey = Secret(credentials.1)
-        return copy
+        guard var settings = store.s3 else { return self }
+        settings.credentials = S3Credentials(accessKeyId: credentials.0, secretAccessKey: Secret(credentials.1))
+        return TargetConfig(name: name, url: url, store: .s3(settings))
     }
 }

@@ -10,12 +10,13 @@ import Foundation
 /// operation, so the `Target` protocol and its callers stay as they are. A folder target makes
 /// no requests: its writes are stopped between chunks by the backup's own cancellation.
 public func makeTarget(_ config: TargetConfig, spoolFolder: URL? = nil, control: RequestControl = RequestControl()) throws -> any Target {
-    switch config.location {
+    switch config.store {
     case let .folder(path):
         return FileTarget(name: config.name, root: path)
-    case .s3:
-        return try S3Target(config: config, control: control)
-    case .webDAV:
-        return try WebDAVTarget(config: config, spoolFolder: spoolFolder, control: control)
+    case let .s3(settings):
+        return try S3Target(name: config.name, settings: settings, retryPolicy: RetryPolicy(), control: control)
+    case let .webDAV(settings):
+        return try WebDAVTarget(name: config.name, settings: settings, spoolFolder: spoolFolder, retryPolicy: RetryPolicy(),
+                                control: control)
     }
 }
