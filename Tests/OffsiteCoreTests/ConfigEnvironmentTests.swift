@@ -72,7 +72,7 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         let target = config.targets[0]
         #expect(target.name == "webdav")
         // A `$` in a variable's value is taken literally, not expanded again.
-        #expect(target.store.webDAV?.credentials == WebDAVCredentials(username: "backup$user", password: Secret("dav-password")))
+        #expect(target.store.webDAV?.credentials == HTTPCredentials(username: "backup$user", password: Secret("dav-password")))
         #expect(config.warnings.isEmpty)
         #expect(target.retention == RetentionPolicy(last: 3, daily: 7, within: .seconds(2 * 86_400)))
     }
@@ -157,7 +157,7 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         #expect(s3.store.s3?.credentials == S3Credentials(accessKeyId: "id", secretAccessKey: Secret("sk")))
         let webdav = try TargetConfig(url: "webdav+https://h/dav", environment: ["OFFSITE_WEBDAV_USERNAME": "u",
                                                                                 "OFFSITE_WEBDAV_PASSWORD": "p$x"])
-        #expect(webdav.store.webDAV?.credentials == WebDAVCredentials(username: "u", password: Secret("p$x")))
+        #expect(webdav.store.webDAV?.credentials == HTTPCredentials(username: "u", password: Secret("p$x")))
         let folder = try TargetConfig(url: "file:///mnt/usb", environment: [:])
         #expect(folder.location == .folder(path: "/mnt/usb") && folder.name == "file:///mnt/usb")
         do {

@@ -100,7 +100,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
                                                 within: .seconds(2 * 86_400)))
         let nas = try #require(config.target(named: "nas"))
         #expect(nas.location == .webDAV(baseURL: URL(string: "https://nas.example:8443/dav/backups")!))
-        #expect(nas.store.webDAV?.credentials == WebDAVCredentials(username: "backup", password: Secret("nas-password")))
+        #expect(nas.store.webDAV?.credentials == HTTPCredentials(username: "backup", password: Secret("nas-password")))
         #expect(nas.store.webDAV?.connection.insecureSkipVerify == true)
         #expect(nas.retention.isEmpty)
         #expect(config.target(named: "usb")?.location == .folder(path: "/mnt/usb/offsite"))

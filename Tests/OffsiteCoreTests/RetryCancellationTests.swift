@@ -124,17 +124,8 @@ import Testing
         // Waiting for the retries and signalling happen on a thread of their own: the concurrency
         // pool may be busy with other tests for seconds.
         let took = try await onThread { () -> TimeInterval in
-            let deadline = Date().addingTimeInterval(30)
-            while agent.events("target.retry").isEmpty {
-                guard Date() < deadline, agent.process.isRunning else {
-                    throw TestFailure("the agent never retried: \(agent.log.suffix(2000))")
-                }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            let asked = Date()
-            agent.send(SIGTERM)
-            agent.process.waitUntilExit()
-            return Date().timeIntervalSince(asked)
+            try agent.waitUntil("retry") { !agent.events("target.retry").isEmpty }
+            return agent.terminateMeasured()
         }
         #expect(agent.process.terminationStatus == 0)
         #expect(took < 2 + 2, "stopped \(String(format: "%.1f", took)) s after SIGTERM with shutdownTimeout 2s")

@@ -229,7 +229,7 @@ import Testing
         let url = "webdav+https://nas.example/dav"
         var config = TargetConfig(name: "nas", url: url, location: try TargetLocation(parsing: url))
         guard case var .webDAV(settings) = config.store else { throw TestFailure("not a WebDAV store") }
-        settings.credentials = WebDAVCredentials(username: "backup", password: Secret("pw"))
+        settings.credentials = HTTPCredentials(username: "backup", password: Secret("pw"))
         config.store = .webDAV(settings)
         let target = try #require(try makeTarget(config) as? WebDAVTarget)
         #expect(target.client.http.options.credentials?.username == "backup")

@@ -446,7 +446,7 @@ func parseTarget(_ node: ConfigNode, warnings: inout [String]) throws -> TargetC
         let password = try object.secret("password", fileKey: "passwordFile")
         warnIfInline("password")
         switch (username, password) {
-        case let (username?, password?): settings.credentials = WebDAVCredentials(username: username, password: password)
+        case let (username?, password?): settings.credentials = HTTPCredentials(username: username, password: password)
         case (nil, _?): throw object.error(at: "username", "required when a password is given")
         case (_?, nil): throw object.error(at: "password", "required when a username is given (or passwordFile)")
         case (nil, nil): break

@@ -384,28 +384,14 @@ public struct S3Credentials: Sendable, Equatable {
 public struct WebDAVTargetSettings: Sendable, Equatable {
     /// The `https://HOST/PATH` base URL.
     public var baseURL: URL
-    /// The user name and password, or nil for none.
-    public var credentials: WebDAVCredentials?
+    /// The user name and password (Basic or Digest, as the server asks), or nil for none.
+    public var credentials: HTTPCredentials?
     /// TLS and timeouts.
     public var connection = ConnectionSettings()
 
     /// Settings for `baseURL`, without credentials.
     public init(baseURL: URL) {
         self.baseURL = baseURL
-    }
-}
-
-/// A WebDAV user name and password, whole.
-public struct WebDAVCredentials: Sendable, Equatable {
-    /// The user name.
-    public var username: String
-    /// The password.
-    public var password: Secret
-
-    /// Creates credentials.
-    public init(username: String, password: Secret) {
-        self.username = username
-        self.password = password
     }
 }
 

@@ -99,7 +99,7 @@ public struct HTTPClientOptions: Sendable {
 
 /// A user name and password that libcurl sends with Basic or Digest authentication. They go to
 /// libcurl as options, never into a URL, a header we build, or an error.
-public struct HTTPCredentials: Sendable {
+public struct HTTPCredentials: Sendable, Equatable {
     /// The user name.
     public var username: String
     /// The password.

@@ -37,19 +37,15 @@ public final class Monitor<State>: @unchecked Sendable {
     /// from a queue); the other waiters are woken then.
     @discardableResult
     public func wait<Value>(until body: (inout State) throws -> Value?) rethrows -> Value {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if let value = try body(&state) {
-                condition.broadcast()
-                return value
-            }
-            condition.wait()
-        }
+        try waitOrGiveUp(at: nil, body)!
     }
 
     /// `wait(until:)` that gives up at `deadline`: nil then.
     public func wait<Value>(until deadline: Date, _ body: (inout State) throws -> Value?) rethrows -> Value? {
+        try waitOrGiveUp(at: deadline, body)
+    }
+
+    private func waitOrGiveUp<Value>(at deadline: Date?, _ body: (inout State) throws -> Value?) rethrows -> Value? {
         condition.lock()
         defer { condition.unlock() }
         while true {
@@ -57,7 +53,11 @@ public final class Monitor<State>: @unchecked Sendable {
                 condition.broadcast()
                 return value
             }
-            if !condition.wait(until: deadline) { return try body(&state) }
+            if let deadline {
+                if !condition.wait(until: deadline) { return try body(&state) }
+            } else {
+                condition.wait()
+            }
         }
     }
 }

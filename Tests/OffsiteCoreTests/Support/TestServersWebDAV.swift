@@ -204,7 +204,7 @@ final class WebDAVTestServer: @unchecked Sendable {
     static func settings(url: String, password: String = WebDAVTestServer.password) throws -> WebDAVTargetSettings {
         guard case let .webDAV(baseURL) = try TargetLocation(parsing: url) else { throw FixtureError("\(url) is not a WebDAV URL") }
         var settings = WebDAVTargetSettings(baseURL: baseURL)
-        settings.credentials = WebDAVCredentials(username: username, password: Secret(password))
+        settings.credentials = HTTPCredentials(username: username, password: Secret(password))
         settings.connection.timeout = .seconds(20)
         return settings
     }

@@ -44,7 +44,6 @@ public final class WebDAVTarget: Target {
                                      detail: "\(settings.baseURL) is not a webdav+http:// or webdav+https:// URL", hint: nil,
                                      isPermanent: true)
         }
-        let credentials = settings.credentials.map { HTTPCredentials(username: $0.username, password: $0.password) }
         let hostText = host.contains(":") ? "[\(host)]" : host
         let origin = "\(scheme)://\(hostText)\(components.port.map { ":\($0)" } ?? "")"
         var basePath = components.percentEncodedPath
@@ -53,7 +52,7 @@ public final class WebDAVTarget: Target {
         self.location = "\(origin)\(basePath.isEmpty ? "/" : basePath)"
         self.spoolFolder = spoolFolder ?? FileManager.default.temporaryDirectory
         self.client = WebDAVClient(targetName: name, origin: origin, basePath: basePath,
-                                   http: HTTPClient(options: settings.connection.clientOptions(credentials: credentials)),
+                                   http: HTTPClient(options: settings.connection.clientOptions(credentials: settings.credentials)),
                                    retryPolicy: retryPolicy, control: control)
     }
 
