@@ -125,6 +125,18 @@ public final class CRMWriter: @unchecked Sendable {
         return try result.get()
     }
 
+    /// Writes `count` application transactions at once on the calling thread, on a connection whose
+    /// automatic checkpoints are off (its `-wal` keeps every frame until someone checkpoints);
+    /// `afterEach` runs after each commit with its number, from 1. For building change chains.
+    public func writeWithoutCheckpoints(_ count: Int, afterEach: (Int) throws -> Void) throws {
+        let session = try WriterSession(path: path, seed: seed)
+        try session.database.execute("PRAGMA wal_autocheckpoint = 0")
+        for number in 1...max(count, 1) where count > 0 {
+            try session.writeOneTransaction()
+            try afterEach(number)
+        }
+    }
+
     /// Sleeps until `instant` unless a stop is requested first; returns false when stopping.
     private func wait(until instant: ContinuousClock.Instant) -> Bool {
         condition.lock()

@@ -76,9 +76,11 @@ let overview = """
       generate   create a new CRM database of a given size
       write      write to a CRM database like the live application, then report
       check      verify that app_counters agrees with the tables
+      chain      back it up and ship a chain of change objects after it (continuous protection)
     """
 
 let usages = [
+    "chain": ChainCommand.usage,
     "generate": """
         usage: offsite-crm generate --out PATH --size-mib N [--seed S]
 
@@ -140,6 +142,10 @@ func execute(_ arguments: [String]) throws -> Int32 {
             if let firstError = report.firstError { print("first error: \(firstError)") }
         }
         return report.hasErrors ? 1 : 0
+    case "chain":
+        let options = try Options(rest, valued: ["db", "target", "recipient", "transactions", "per-object", "compact-every",
+                                                 "level", "seed"], flagged: [])
+        return try ChainCommand.run(options)
     default:
         let options = try Options(rest, valued: ["db"], flagged: [])
         let path = try options.string("db")

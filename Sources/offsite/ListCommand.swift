@@ -8,7 +8,10 @@ enum ListCommand {
 
     Lists the backups on every target (or the one --target names) and in the local rotation:
     database, id, time, kind, size, and for manual backups asked for over HTTP the reason given
-    (from the agent's state in the local folder). One listing per target; no object is read.
+    (from the agent's state in the local folder). With continuous protection it also shows, per
+    database and target, the window of moments that can be restored (`restorable from … to …`)
+    and any missing link; --json lists every change object too. One listing per target; no
+    object is read.
     """
 
     /// One row of the listing.
@@ -21,6 +24,12 @@ enum ListCommand {
         var reason: String?
     }
 
+    /// A chain with change objects, as one target lists it.
+    struct Window {
+        var location: String
+        var chain: Chain
+    }
+
     static func run(_ arguments: [String]) throws -> Int32 {
         let parsed = try Arguments(arguments, options: ["config", "db", "target"], flags: ["json"])
         if parsed.has("help") { print(help); return 0 }
@@ -28,13 +37,20 @@ enum ListCommand {
         let setup = try Setup(parsed)
         let databaseFilter = try parsed.value("db").map { _ in try setup.databaseName().name }
         var rows: [Row] = []
+        var windows: [Window] = []
         // Reasons of manual backups, as the agent recorded them; the state file is only read.
         let state = setup.localFolder.map { StateStore(folder: $0).load().state }
         for target in try setup.targets() {
-            for backup in try listBackups(on: target, database: databaseFilter) {
+            let listing = try listBackupsAndChanges(on: target, database: databaseFilter)
+            for backup in listing.backups {
                 let reason = state?.backupRecords(database: backup.database, target: target.name)[backup.id.description]?.reason
                 rows.append(Row(location: target.name, database: backup.database, id: backup.id, size: backup.size,
                                 encrypted: backup.format == .encrypted, reason: reason))
+            }
+            for database in listing.databases {
+                for chain in findChains(in: listing, database: database) where chain.hasChanges {
+                    windows.append(Window(location: target.name, chain: chain))
+                }
             }
         }
         if let local = setup.localFolder, parsed.value("target") == nil {
@@ -46,11 +62,37 @@ enum ListCommand {
             }
         }
         if parsed.has("json") {
-            printJSON(rows)
+            printJSON(rows, windows: windows)
         } else {
             printTable(rows)
+            for window in windows { print(describe(window)) }
         }
         return 0
+    }
+
+    /// `remote crm: restorable from 2026-12-03 12:00:00.000 to 2026-12-03 12:41:07.512 UTC (20261203T120000Z-scheduled and 42 change objects, 1.2 MiB)`.
+    static func describe(_ window: Window) -> String {
+        let chain = window.chain
+        let description = chain.window
+        let count = chain.changes.count + chain.compacted.count
+        let objects = "\(count) change object\(count == 1 ? "" : "s"), \(formatBytes(chain.changeBytes))"
+        var line = "\(window.location) \(chain.database): "
+        if description.spans.isEmpty {
+            line += "\(objects) of full backup \(chain.baseID), which is not on the target: nothing can be restored from them"
+            return line
+        }
+        line += "restorable from " + description.spans.map { "\(formatMoment($0.start)) to \(formatMoment($0.end))" }
+            .joined(separator: ", and from ") + " UTC (\(chain.baseID) and \(objects))"
+        if let gap = description.missingLink {
+            line += gap.reason == .ambiguous ? "; more than one change object numbered \(gap.sequence)"
+                : "; change object \(gap.sequence) is missing"
+        }
+        return line
+    }
+
+    /// `2026-12-03 12:41:07.512` (UTC).
+    static func formatMoment(_ milliseconds: Int64) -> String {
+        formatInstant(milliseconds).dropLast().replacingOccurrences(of: "T", with: " ")
     }
 
     static func printTable(_ rows: [Row]) {
@@ -71,16 +113,43 @@ enum ListCommand {
         }
     }
 
-    static func printJSON(_ rows: [Row]) {
+    static func printJSON(_ rows: [Row], windows: [Window]) {
         let formatter = ISO8601DateFormatter()
-        let objects: [[String: Any]] = rows.map { row in
+        var chains: [String: Window] = [:]
+        for window in windows { chains["\(window.location)/\(window.chain.database)/\(window.chain.baseID)"] = window }
+        var objects: [[String: Any]] = rows.map { row in
             var object: [String: Any] = [
-                "target": row.location, "database": row.database, "id": row.id.description,
+                "object": "backup", "target": row.location, "database": row.database, "id": row.id.description,
                 "time": formatter.string(from: row.id.date), "kind": row.id.kind.rawValue, "size": row.size,
             ]
             if let encrypted = row.encrypted { object["encrypted"] = encrypted }
             if let reason = row.reason { object["reason"] = reason }
+            if let window = chains["\(row.location)/\(row.database)/\(row.id)"]?.chain.window, let end = window.end {
+                // The moments this full backup and its change objects restore.
+                object["restorable"] = window.spans.map { ["from": formatInstant($0.start), "to": formatInstant($0.end)] }
+                object["restorableTo"] = formatInstant(end)
+                if let gap = window.missingLink { object["missingChange"] = gap.sequence }
+            }
             return object
+        }
+        for window in windows {
+            for change in window.chain.changes + window.chain.compacted {
+                var object: [String: Any] = [
+                    "target": window.location, "database": change.database, "base": change.name.base.description,
+                    "first": formatInstant(change.name.firstCommit), "last": formatInstant(change.name.lastCommit),
+                    "size": change.size, "key": change.key, "encrypted": change.name.format == .encrypted,
+                ]
+                switch change.name.kind {
+                case let .change(sequence):
+                    object["object"] = "change"
+                    object["sequence"] = sequence
+                case let .compacted(from, to):
+                    object["object"] = "compacted"
+                    object["from"] = from
+                    object["to"] = to
+                }
+                objects.append(object)
+            }
         }
         let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
         print(String(decoding: data, as: UTF8.self))

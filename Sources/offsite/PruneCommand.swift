@@ -13,6 +13,11 @@ enum PruneCommand {
     removed. With --dry-run nothing is deleted. The newest
     backup, manual and pre-restore backups are never removed, and nothing is removed when the
     listing fails.
+
+    Change objects (continuous protection) are kept while their last commit is within the keep
+    span (continuous.keep, default 24h) of now, together with every change object before a kept
+    one, and never outlive their full backup; a full backup with kept change objects is kept
+    ("base of changes"). A compacted object goes with the last change object it covers.
     """
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -24,18 +29,19 @@ enum PruneCommand {
         // Only this configuration's own databases: another host may share the prefix with others.
         let databases: [String]? = parsed.value("db") != nil ? [try setup.databaseName().name]
             : setup.config != nil ? try setup.ownDatabaseNames() : nil
+        let changeKeep = changeKeep(setup)
         let recorder = OutcomeRecorder(setup)
         defer { recorder.finish() }
         var failures = 0
         for (target, policy) in try setup.targetsWithRetention() {
             if policy.isEmpty { print("\(target.name): no retention policy: every backup is kept") }
-            var listings: [(database: String, backups: [RemoteBackup])] = []
+            var listings: [(database: String, listing: ContinuousListing)] = []
             do {
                 if let databases {
-                    for database in databases { listings.append((database, try listBackups(on: target, database: database))) }
+                    for database in databases { listings.append((database, try listBackupsAndChanges(on: target, database: database))) }
                 } else {
-                    let all = try listBackups(on: target)
-                    listings = Set(all.map(\.database)).sorted().map { name in (name, all.filter { $0.database == name }) }
+                    let all = try listBackupsAndChanges(on: target)
+                    listings = all.databases.map { name in (name, all.of(database: name)) }
                 }
             } catch {
                 BackupCommand.reportFailure(error, prefix: "\(target.name): listing failed, nothing removed")
@@ -43,15 +49,44 @@ enum PruneCommand {
                 failures += 1
                 continue
             }
-            for (database, mine) in listings where !mine.isEmpty {
-                let plan = planRetention(backups: mine.map { RetainedBackup(id: $0.id, key: $0.key) }, policy: policy)
-                print("\(target.name) \(database): keep \(plan.keep.count), remove \(plan.remove.count) (\(policy.summary))")
-                for kept in plan.keep.sorted(by: { $0.backup.id > $1.backup.id }) {
+            for (database, listing) in listings where !listing.backups.isEmpty || !listing.changes.isEmpty {
+                let plan = planContinuousRetention(listing, database: database, policy: policy, keep: changeKeep, now: Date())
+                print("\(target.name) \(database): keep \(plan.backups.keep.count), remove \(plan.backups.remove.count) (\(policy.summary))")
+                for kept in plan.backups.keep.sorted(by: { $0.backup.id > $1.backup.id }) {
                     print("  keep    \(kept.backup.id)  \(kept.reasons.joined(separator: ", "))")
                 }
-                for removed in plan.remove.sorted(by: { $0.id > $1.id }) {
+                if !listing.changes.isEmpty {
+                    print("\(target.name) \(database) changes: keep \(plan.keepChanges.count), remove \(plan.removeChanges.count) "
+                          + "(within \(changeKeep.configText), and every change before a kept one)")
+                    for line in summarizeChangeDecisions(plan.keepChanges) { print("  keep    \(line)") }
+                }
+                // Change objects first, each chain from its newest object back, then the full
+                // backups: a prune cut short leaves chains that still link from their base.
+                var failedBases = Set<BackupID>()
+                if dryRun {
+                    for line in summarizeChangeDecisions(plan.removeChanges) { print("  remove  \(line)  (dry run)") }
+                } else {
+                    var removed: [ContinuousRetentionPlan.Decision] = []
+                    for decision in plan.removeChanges where !failedBases.contains(decision.object.name.base) {
+                        do {
+                            try target.delete(key: decision.object.key)
+                            removed.append(decision)
+                        } catch {
+                            BackupCommand.reportFailure(error, prefix: "\(target.name) \(database): removing \(decision.object.name)")
+                            recorder.pruneFailed(database: database, target: target.name, error: error)
+                            failures += 1
+                            failedBases.insert(decision.object.name.base)
+                        }
+                    }
+                    for line in summarizeChangeDecisions(removed) { print("  removed \(line)") }
+                }
+                for removed in plan.backups.remove.sorted(by: { $0.id > $1.id }) {
                     if dryRun {
                         print("  remove  \(removed.id)  (dry run)")
+                        continue
+                    }
+                    if failedBases.contains(removed.id) {
+                        print("  kept    \(removed.id)  (removing its change objects failed)")
                         continue
                     }
                     do {
@@ -66,5 +101,11 @@ enum PruneCommand {
             }
         }
         return failures == 0 ? 0 : 1
+    }
+
+    /// How long change objects are kept: `defaultChangeKeep` (24 hours) until the configuration
+    /// says otherwise (`continuous.keep`).
+    static func changeKeep(_ setup: Setup) -> Duration {
+        defaultChangeKeep
     }
 }

@@ -8,10 +8,13 @@ enum RestoreCommand {
                            (--output PATH [--force] | --in-place [--yes]) [--if-db-not-exists]
                            [--full-check] [--identity FILE]… [--passphrase-file FILE] [--config FILE]
 
-    Restores the newest backup of a database, the one --backup names, or the newest taken at or
-    before --at (RFC 3339, or YYYY-MM-DD HH:MM in UTC). The backup is downloaded into a temporary
-    file and checked (PRAGMA quick_check; --full-check runs integrity_check) before anything is
-    put in place.
+    Restores the newest state of a database, the full backup --backup names (as it was), or the
+    state as of --at TIME (RFC 3339 with seconds and optional fraction, or YYYY-MM-DD HH:MM[:SS],
+    in UTC). With continuous protection, --at restores the last transaction committed at or before
+    TIME from a full backup and the change objects after it, and the newest state is the newest
+    change shipped; otherwise --at takes the newest full backup at or before TIME. Everything is
+    downloaded into a temporary file and checked (PRAGMA quick_check; --full-check runs
+    integrity_check) before anything is put in place.
 
       --output PATH        write a new file; an existing one is replaced only with --force
       --in-place           replace the live database: refused while another process holds it open;
@@ -99,7 +102,15 @@ enum RestoreCommand {
         if let replaced = report.replacedPath {
             print("kept the replaced database as \(replaced)")
         }
-        print("restored \(report.backup.id) of \(database.name) from \(target.name) to \(report.path) (\(formatBytes(report.size)))")
+        if let changes = report.changes {
+            let plain = changes.objects - changes.compactedObjects
+            let objects = (changes.compactedObjects > 0 ? "\(changes.compactedObjects) compacted and " : "")
+                + "\(plain) change object\(plain == 1 ? "" : "s")"
+            print("restored \(database.name) as of \(formatInstant(changes.point)): \(report.backup.id) and \(objects) "
+                  + "from \(target.name) to \(report.path) (\(formatBytes(report.size)))")
+        } else {
+            print("restored \(report.backup.id) of \(database.name) from \(target.name) to \(report.path) (\(formatBytes(report.size)))")
+        }
         return 0
     }
 

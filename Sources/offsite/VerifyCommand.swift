@@ -10,8 +10,11 @@ enum VerifyCommand {
     The restore drill: downloads each backup named (default: the latest of every database on every
     target), decrypts and decompresses it into a temporary file (in the local folder, or the
     system's temporary folder), runs PRAGMA integrity_check, compares the size and page count with
-    what was recorded when the backup was taken, and deletes the file. The live database is never
-    touched. Prints one line per backup, "ok" or what failed; exits 1 when any failed.
+    what was recorded when the backup was taken, and deletes the file. A full backup that change
+    objects follow (continuous protection) is checked with its chain: every object is downloaded,
+    every link checked (the base's CRC-32, each object's digest of the one before), all of it
+    applied, then integrity_check; a missing link fails. The live database is never touched.
+    Prints one line per backup, "ok" or what failed; exits 1 when any failed.
 
     Without an identity or passphrase it checks what it can — the object exists and its size
     matches the upload — and says that it could not decrypt.

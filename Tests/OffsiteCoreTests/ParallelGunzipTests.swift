@@ -129,6 +129,35 @@ private struct SeededGenerator: RandomNumberGenerator {
         }
     }
 
+    /// The checksum of what was inflated equals that of the original, whichever way it was decoded:
+    /// all on the workers, all in order, or workers first and then in order.
+    @Test func theChecksumOfTheOutputComesFromTheMembers() throws {
+        let marker: [UInt8] = [0x00, 0x00, 0x01, 0x00, 0x1f, 0x8b, 0x08]
+        var falseCuts = sampleText(count: 400_000, seed: 9)
+        for _ in 0..<5_000 { falseCuts.append(contentsOf: marker) }
+        let large = randomBytes(count: ParallelGzipDecompressor.maximumSegment + 100_000, seed: 13)
+        let cases: [(Data, Data, Bool?)] = [
+            (sampleText(count: 1_500_000, seed: 7), try compressInMembers(sampleText(count: 1_500_000, seed: 7)), false),
+            (large, try compressWhole(large, level: 1), true),
+            (falseCuts, try compressInMembers(falseCuts, level: 0), true),
+            (sampleText(count: 9, seed: 1) + sampleText(count: 70_000, seed: 2),
+             try compressWhole(sampleText(count: 9, seed: 1)) + compressWhole(sampleText(count: 70_000, seed: 2)), nil),
+        ]
+        for (index, (original, gzip, sequential)) in cases.enumerated() {
+            let result = try decode(gzip, pattern: [77_777])
+            #expect(result.data == original, "case \(index)")
+            if let sequential { #expect(result.decoder.isSequential == sequential, "case \(index)") }
+            let expected = original.withUnsafeBytes { PlaintextChecksum(of: $0) }
+            #expect(result.decoder.plaintextChecksum == expected, "case \(index)")
+            // The sequential decoder on its own says the same.
+            let sink = DataSink()
+            let plain = try GzipDecompressor(next: sink)
+            try plain.write(gzip)
+            try plain.finish()
+            #expect(plain.plaintextChecksum == expected, "case \(index)")
+        }
+    }
+
     @Test func aDamagedMemberIsReportedAsCorrupt() throws {
         let original = sampleText(count: 1_000_000, seed: 12)
         var gzip = [UInt8](try compressInMembers(original))

@@ -94,6 +94,9 @@ public struct BackupReport {
     public var prunedLocal: [String]
     /// Local rotation files `local.keep` removes that could not be removed, each with why.
     public var localPruneFailures: [String] = []
+    /// The CRC-32 and length of the uncompressed database file shipped (nil without targets): what
+    /// the first change object of a chain on this backup names as its `prev`.
+    public var shippedChecksum: PlaintextChecksum?
 
     /// Whether every upload succeeded.
     public var succeeded: Bool { uploads.allSatisfy { $0.error == nil } }
@@ -174,8 +177,10 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
 
     // Nothing is visible yet; the check decides whether anything ever will be.
     let snapshot: SnapshotInfo
+    var shippedChecksum: PlaintextChecksum?
     do {
         let (copy, checked, copied) = try snapshotJob.result()
+        shippedChecksum = shipped ?? copied
         do {
             // What was shipped was read while SQLite wrote the copy: it must be, byte for byte, the
             // copy that passed the check.
@@ -221,7 +226,7 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep)
     }
     return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
-                        prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
+                        prunedLocal: pruned.removed, localPruneFailures: pruned.failures, shippedChecksum: shippedChecksum)
 }
 
 /// Streams the snapshot copy, as it is being made, through compression (every core) and, on a

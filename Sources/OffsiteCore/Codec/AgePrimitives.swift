@@ -264,3 +264,35 @@ enum AgePrimitives {
         return output
     }
 }
+
+/// SHA-256 over bytes given piece by piece (libsodium's incremental API): the digests that link a
+/// chain of change objects.
+final class SHA256Hasher {
+    private var state = crypto_hash_sha256_state()
+
+    /// Starts a digest of nothing.
+    init() {
+        precondition(sodiumIsReady, "libsodium is not initialised")
+        _ = crypto_hash_sha256_init(&state)
+    }
+
+    /// Adds `bytes` after the bytes so far.
+    func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        _ = crypto_hash_sha256_update(&state, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+    }
+
+    /// The 32-byte digest of everything added; the hasher is spent afterwards.
+    func finalize() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
+        _ = crypto_hash_sha256_final(&state, &digest)
+        return digest
+    }
+
+    /// The digest of `bytes`.
+    static func digest(of bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let hasher = SHA256Hasher()
+        hasher.update(bytes)
+        return hasher.finalize()
+    }
+}

@@ -56,6 +56,8 @@ public final class GzipCompressor: ByteSink {
     private let next: any ByteSink
     private let output: UnsafeMutableRawBufferPointer
     private var hasEnded = false
+    /// Input bytes in the current deflate block, counted where the level's tuning limits them.
+    private var blockInput = 0
 
     /// Creates a compressor at `level` (0 stores, 9 is smallest) that writes to `next`.
     public init(level: Int = 6, next: any ByteSink) throws {
@@ -65,6 +67,13 @@ public final class GzipCompressor: ByteSink {
         output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
     }
 
+    /// Creates a compressor whose member header carries `extraField` as its FEXTRA field
+    /// (RFC 1952 §2.3.1.1: subfields, at most 65535 bytes; `gunzip` skips it).
+    public convenience init(level: Int = 6, extraField: [UInt8], next: any ByteSink) throws {
+        try self.init(level: level, next: next)
+        try stream.setHeader(extraField: extraField)
+    }
+
     deinit {
         output.deallocate()
     }
@@ -72,10 +81,18 @@ public final class GzipCompressor: ByteSink {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !hasEnded else { throw GzipError.streamEnded }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let limit = stream.tuning?.blockInputLimit ?? ZStream.maximumInput
         var offset = 0
         while offset < bytes.count {
-            let count = min(bytes.count - offset, ZStream.maximumInput)
-            try deflate(UnsafeRawBufferPointer(start: base + offset, count: count), finishing: false)
+            // A full block is ended only when more input comes, so that `finish` ends it as the
+            // last one: the same bytes as one member of `ParallelGzipCompressor`, whatever the writes.
+            if stream.tuning != nil && blockInput == limit {
+                try deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: .block)
+                blockInput = 0
+            }
+            let count = min(bytes.count - offset, limit - (stream.tuning != nil ? blockInput : 0))
+            try deflate(UnsafeRawBufferPointer(start: base + offset, count: count), flush: .none)
+            blockInput += count
             offset += count
         }
     }
@@ -83,15 +100,15 @@ public final class GzipCompressor: ByteSink {
     public func finish() throws {
         guard !hasEnded else { throw GzipError.streamEnded }
         hasEnded = true
-        try deflate(UnsafeRawBufferPointer(start: nil, count: 0), finishing: true)
+        try deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: .finish)
         try next.finish()
     }
 
-    /// Deflates `input` (and ends the member when `finishing`), passing every full or final
-    /// output buffer to the next sink; a failure ends the stream.
-    private func deflate(_ input: UnsafeRawBufferPointer, finishing: Bool) throws {
+    /// Deflates `input` as far as `flush` says, passing every full or final output buffer to the
+    /// next sink; a failure ends the stream.
+    private func deflate(_ input: UnsafeRawBufferPointer, flush: ZStream.Flush) throws {
         do {
-            try stream.deflate(input, finishing: finishing, buffer: output) { try next.write($0) }
+            try stream.deflate(input, flush: flush, buffer: output) { try next.write($0) }
         } catch {
             hasEnded = true
             throw error
@@ -123,11 +140,26 @@ public final class GzipDecompressor: ByteSink {
     private let output: UnsafeMutableRawBufferPointer
     private var state = State.betweenMembers(magicBytesSeen: 0)
     private var completedMembers = 0
+    /// The checksum of the bytes inflated so far by whole members (each member's CRC-32, which
+    /// zlib has checked against its trailer, combined).
+    public private(set) var plaintextChecksum = PlaintextChecksum()
 
     /// Creates a decompressor that writes the decompressed bytes to `next`.
     public convenience init(next: any ByteSink) throws {
         try self.init(next: next, afterMembers: 0)
     }
+
+    /// Creates a decompressor that also keeps the first member's FEXTRA field (`extraField`).
+    public convenience init(next: any ByteSink, keepingExtraField: Bool) throws {
+        try self.init(next: next, afterMembers: 0)
+        if keepingExtraField { try stream.keepHeader() }
+    }
+
+    /// Whether the first member's header has been read whole (always true once any byte was inflated).
+    public var hasReadHeader: Bool { stream.isHeaderComplete ?? (completedMembers > 0) }
+
+    /// The first member's FEXTRA field, once its header is read; nil when it has none (or it was not kept).
+    public var extraField: [UInt8]? { stream.headerExtraField }
 
     /// Creates a decompressor for the rest of a stream of which `afterMembers` whole members were
     /// already decoded elsewhere (it then reports bytes that are not a member as trailing garbage).
@@ -193,8 +225,9 @@ public final class GzipDecompressor: ByteSink {
             if step.produced > 0 {
                 try next.write(UnsafeRawBufferPointer(rebasing: output[0..<step.produced]))
             }
-            if step.endedMember {
+            if let member = step.endedMember {
                 completedMembers += 1
+                plaintextChecksum.append(crc: member.crc, length: member.length)
                 try stream.reset()
                 state = .betweenMembers(magicBytesSeen: 0)
                 continue

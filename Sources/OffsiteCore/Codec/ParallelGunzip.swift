@@ -37,6 +37,16 @@ public final class ParallelGzipDecompressor: ByteSink {
     public private(set) var parallelSegments = 0
     /// Whether the stream (from some point on) went through the sequential decoder.
     public var isSequential: Bool { sequential != nil }
+    /// The checksum of the bytes written to `next` so far, from the CRC-32 of every member (which
+    /// zlib has checked against its trailer), combined; after `finish`, that of the whole output.
+    public var plaintextChecksum: PlaintextChecksum {
+        guard let sequential else { return parallelChecksum }
+        var whole = parallelChecksum
+        whole.append(crc: sequential.plaintextChecksum.crc, length: sequential.plaintextChecksum.length)
+        return whole
+    }
+    /// The checksum of the segments inflated on the workers and written.
+    private var parallelChecksum = PlaintextChecksum()
 
     private let next: any ByteSink
     private let marker: [UInt8]
@@ -231,6 +241,7 @@ public final class ParallelGzipDecompressor: ByteSink {
             return true
         }
         parallelSegments += 1
+        parallelChecksum.append(crc: oldest.checksum.crc, length: oldest.checksum.length)
         try next.write(UnsafeRawBufferPointer(start: oldest.output, count: produced))
         spare.append(oldest)
         return true
@@ -269,6 +280,8 @@ private final class InflateSegment: @unchecked Sendable {
     var inputCount = 0
     /// The bytes the input inflated to, when it inflated as whole members ending exactly at its end.
     var outputCount: Int?
+    /// The checksum of the output, from its members' CRC-32s.
+    var checksum = PlaintextChecksum()
 
     init() {
         input = .allocate(byteCount: ParallelGzipDecompressor.maximumSegment, alignment: 16)
@@ -280,10 +293,13 @@ private final class InflateSegment: @unchecked Sendable {
         output.deallocate()
     }
 
-    /// Inflates the input into the output (on a worker); sets `outputCount` when it was whole.
+    /// Inflates the input into the output (on a worker); sets `outputCount` and `checksum` when it
+    /// was whole.
     func inflate(with stream: ZStream) {
-        outputCount = stream.inflateWholeMembers(
+        let inflated = stream.inflateWholeMembers(
             from: UnsafeRawBufferPointer(start: input, count: inputCount),
             into: UnsafeMutableRawBufferPointer(start: output, count: ParallelGzipDecompressor.maximumOutput))
+        outputCount = inflated?.count
+        checksum = inflated?.checksum ?? PlaintextChecksum()
     }
 }

@@ -299,7 +299,8 @@ private final class CompressionBlock: @unchecked Sendable {
         output.deallocate()
     }
 
-    /// Deflates the whole input into one gzip member in the output buffer.
+    /// Deflates the whole input into one gzip member in the output buffer, ending a deflate block
+    /// after every `blockInputLimit` bytes of input where the level's tuning says so.
     func compress(with stream: ZStream) throws {
         (outputCount, crc) = try stream.deflateMember(from: UnsafeRawBufferPointer(start: input, count: inputCount),
                                                       into: UnsafeMutableRawBufferPointer(start: output, count: outputCapacity))

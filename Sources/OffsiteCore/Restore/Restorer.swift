@@ -44,8 +44,10 @@ public struct RestoreJob {
 
 /// What a restore did.
 public struct RestoreReport {
-    /// The backup that was restored.
+    /// The backup that was restored (for a restore to a moment, the chain's base).
     public var backup: RemoteBackup
+    /// For a restore to a moment, what was applied after the base.
+    public var changes: ChainApplication?
     /// The file written.
     public var path: String
     /// The restored database's size in bytes.
@@ -58,18 +60,21 @@ public struct RestoreReport {
     public var replacedPath: String?
 }
 
-/// Picks the backup `job` names from one listing of its target; warns (`job.warn`) of the backups
-/// that `latest` passed over because their ids lie more than a day in the future.
-public func chooseBackup(for job: RestoreJob) throws -> RemoteBackup {
-    let backups = try listBackups(on: job.target, database: job.database)
+/// Picks what `job` restores from one listing of its target (a full backup, or a base and change
+/// objects up to a moment: see `chooseRestoreSource(from:database:selection:target:now:warn:)`);
+/// warns (`job.warn`) of the backups that `latest` passed over because their ids lie more than a day
+/// in the future, and of a moment a chain cannot reach exactly.
+public func chooseRestoreSource(for job: RestoreJob) throws -> RestoreSource {
+    let listing = try listBackupsAndChanges(on: job.target, database: job.database)
     let now = Date()
     if job.selection == .latest {
-        for skipped in futureBackups(backups, now: now) {
+        for skipped in futureBackups(listing.backups, now: now) {
             job.warn("\(skipped.key) on target \(job.target.name) is dated in the future (\(formatUTC(skipped.id.date))); "
                      + "it is not taken as the latest backup")
         }
     }
-    return try selectBackup(from: backups, database: job.database, selection: job.selection, target: job.target.name, now: now)
+    return try chooseRestoreSource(from: listing, database: job.database, selection: job.selection, target: job.target.name,
+                                   now: now, warn: job.warn)
 }
 
 /// A restored database waiting in its temporary file (`.DBNAME.restore-HEX.tmp`) to be put in place.
@@ -140,9 +145,12 @@ public let restoreFreeSpaceMargin: Int64 = 64 << 20
 /// it. The output is bounded: it must start as a SQLite database and may not grow past the size its
 /// header gives (page size × page count), nor leave less than `restoreFreeSpaceMargin` free on the
 /// disk (a small object that inflates without end, a gzip bomb, is stopped at once). `cancellation`
-/// stops the download between chunks. On any failure nothing is left behind.
+/// stops the download between chunks. `applying`, when given, runs on the downloaded file before the
+/// check, with the checksum of the uncompressed bytes (a chain's changes are applied there). On any
+/// failure nothing is left behind.
 func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: DecryptionKeys, check: IntegrityCheck,
-                   folder: String, progress: ProgressMeter?, cancellation: Cancellation? = nil) throws -> RestoredFile {
+                   folder: String, progress: ProgressMeter?, cancellation: Cancellation? = nil,
+                   applying: ((_ path: String, _ checksum: PlaintextChecksum) throws -> Void)? = nil) throws -> RestoredFile {
     let temporary = RestoredFile.temporaryPath(in: folder, database: backup.database)
     var marker: Int32 = -1
     do {
@@ -156,18 +164,23 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
         do {
             var head = stages.head
             if let progress {
-                progress.total = backup.size
+                if progress.total == nil { progress.total = backup.size }
                 head = ProgressSink(next: head, meter: progress)
             }
             if let cancellation { head = CancellableSink(next: head, cancellation: cancellation) }
-            defer { progress?.end() }
+            defer { if applying == nil { progress?.end() } }
             try target.download(key: backup.key, into: head)
             try head.finish()
         } catch {
             // Stop every stage before the file goes: no thread may still be writing to it.
             for stage in stages.handOffs { stage.abandon() }
             file.discard()
+            progress?.end()
             throw error
+        }
+        if let applying {
+            defer { progress?.end() }
+            try applying(temporary, stages.decompressor.plaintextChecksum)
         }
         // The check reads the file from the page cache; writing it to disk goes on meanwhile.
         let sync = JoinableThread(name: "offsite-restore-sync") { try file.sync() }
@@ -255,21 +268,23 @@ func freeSpace(of folder: String) -> Int64? {
 /// encrypted format) on one thread, and decompressed on another, which inflates whole members on
 /// every core and writes them to `sink` in order (while the workers go on with the next ones).
 /// `handOffs` are the queues between them, from the head down, for abandoning on failure.
+/// `decompressor` counts the checksum of what it inflated (read it once `head` is finished).
 func makeRestorePipeline(format: PayloadFormat, keys: DecryptionKeys, into sink: any ByteSink)
-    throws -> (head: any ByteSink, handOffs: [ThreadedSink]) {
-    let toDecompressor = ThreadedSink(next: try ParallelGzipDecompressor(next: sink), name: "offsite-restore-gunzip")
+    throws -> (head: any ByteSink, handOffs: [ThreadedSink], decompressor: ParallelGzipDecompressor) {
+    let decompressor = try ParallelGzipDecompressor(next: sink)
+    let toDecompressor = ThreadedSink(next: decompressor, name: "offsite-restore-gunzip")
     switch format {
     case .plain:
-        return (toDecompressor, [toDecompressor])
+        return (toDecompressor, [toDecompressor], decompressor)
     case .encrypted:
         let toDecryptor = ThreadedSink(next: try makeAgeDecryptor(keys: keys, next: toDecompressor), name: "offsite-restore-decrypt")
-        return (toDecryptor, [toDecryptor, toDecompressor])
+        return (toDecryptor, [toDecryptor, toDecompressor], decompressor)
     }
 }
 
-/// Downloads and checks `backup` for `job` into `folder`; see `fetchVerified(_:from:keys:check:folder:progress:cancellation:)`.
-func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) throws -> RestoredFile {
-    try fetchVerified(backup, from: job.target, keys: job.keys, check: job.check, folder: folder, progress: job.progress)
+/// Downloads, applies and checks `source` for `job` into `folder`; see `fetchVerified(_:from:keys:check:folder:progress:cancellation:)`.
+func fetchVerified(_ source: RestoreSource, job: RestoreJob, folder: String) throws -> (file: RestoredFile, application: ChainApplication?) {
+    try fetchVerified(source, from: job.target, keys: job.keys, check: job.check, folder: folder, progress: job.progress)
 }
 
 /// What the check of a database file found.
@@ -331,9 +346,9 @@ func removeDatabaseFiles(_ path: String) {
 /// Restores into a new file at `output`; refuses to replace an existing file unless `overwrite`.
 public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool) throws -> RestoreReport {
     if !overwrite && FileManager.default.fileExists(atPath: output) { throw RestoreError.outputExists(path: output) }
-    let backup = try chooseBackup(for: job)
+    let source = try chooseRestoreSource(for: job)
     let folder = parentDirectory(of: output)
-    let restored = try fetchVerified(backup, job: job, folder: folder)
+    let (restored, changes) = try fetchVerified(source, job: job, folder: folder)
     let temporary = restored.path
     if overwrite {
         do {
@@ -352,7 +367,7 @@ public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool
             throw error
         }
     }
-    return RestoreReport(backup: backup, path: output, size: (try? fileSize(at: output)) ?? 0, preRestore: nil)
+    return RestoreReport(backup: source.base, changes: changes, path: output, size: (try? fileSize(at: output)) ?? 0, preRestore: nil)
 }
 
 /// Replaces the live database at `databasePath` with the chosen backup, safely:
@@ -368,9 +383,9 @@ public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool
 public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: BackupJob?,
                            localFolder: String? = nil, now: () -> Date = Date.init) throws -> RestoreReport {
     try refuseWhileOpen(databasePath)
-    let backup = try chooseBackup(for: job)
+    let source = try chooseRestoreSource(for: job)
     let folder = parentDirectory(of: databasePath)
-    let restored = try fetchVerified(backup, job: job, folder: folder)
+    let (restored, changes) = try fetchVerified(source, job: job, folder: folder)
     let temporary = restored.path
     let exists = pathExists(databasePath)
     var preRestoreReport: BackupReport?
@@ -409,7 +424,7 @@ public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: 
         removeDatabaseFiles(temporary)
         throw error
     }
-    return RestoreReport(backup: backup, path: databasePath, size: (try? fileSize(at: databasePath)) ?? 0,
+    return RestoreReport(backup: source.base, changes: changes, path: databasePath, size: (try? fileSize(at: databasePath)) ?? 0,
                          preRestore: preRestoreReport, preRestoreSkipped: skipped, replacedPath: kept)
 }
 
