@@ -88,7 +88,7 @@ func writeRange(of descriptor: Int32, from start: Int64, to end: Int64, into sin
 }
 
 /// Flushes `descriptor` to stable storage, retrying on EINTR.
-private func syncDescriptor(_ descriptor: Int32, path: String) throws {
+func syncDescriptor(_ descriptor: Int32, path: String) throws {
     while fsync(descriptor) != 0 {
         if errno == EINTR { continue }
         throw failure("fsync", path)
@@ -245,19 +245,6 @@ public func fsyncDirectory(_ path: String) throws {
 func parentDirectory(of path: String) -> String {
     let parent = (path as NSString).deletingLastPathComponent
     return parent.isEmpty ? "." : parent
-}
-
-/// Renames `source` to `destination` atomically (replacing it), then fsyncs the destination's
-/// folder, and the source's when it is another one, so that the rename survives a crash.
-public func durableRename(from source: String, to destination: String) throws {
-    if rename(source, destination) != 0 {
-        let code = errno
-        throw FileIOError(operation: "rename \(source) to", path: destination, code: code)
-    }
-    let destinationFolder = parentDirectory(of: destination)
-    try fsyncDirectory(destinationFolder)
-    let sourceFolder = parentDirectory(of: source)
-    if sourceFolder != destinationFolder { try fsyncDirectory(sourceFolder) }
 }
 
 /// Creates the folder at `path` and any missing parents (like `mkdir -p`); the folders it creates

@@ -1,8 +1,3 @@
-import CCurl
-import CSodium
-import CSQLite
-import CZlib
-
 /// The versions of the C libraries this binary is linked against, for `offsite version`.
 public enum LibraryVersions {
     /// offsite's own version.
@@ -11,10 +6,10 @@ public enum LibraryVersions {
     /// Name and version of each linked library, in a stable order.
     public static var all: [(name: String, version: String)] {
         [
-            ("sqlite", String(cString: sqlite3_libversion())),
-            ("zlib", String(cString: zlibVersion())),
-            ("libsodium", String(cString: sodium_version_string())),
-            ("libcurl", String(cString: offsite_curl_version())),
+            ("sqlite", SQLiteDatabase.libraryVersion),
+            ("zlib", Zlib.version),
+            ("libsodium", AgePrimitives.libraryVersion),
+            ("libcurl", HTTPClient.libraryVersion),
         ]
     }
 }

@@ -38,11 +38,11 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         let target = config.targets[0]
         #expect(target.name == "s3")
         #expect(target.location == .s3(bucket: "crm-backups", prefix: "prod"))
-        #expect(target.accessKeyId == "AKIDEXAMPLE")
-        #expect(target.secretAccessKey?.value == "aws-secret-value")
-        #expect(target.sessionToken?.value == "tok")
-        #expect(target.region == "auto")
-        #expect(target.endpoint == URL(string: "https://account.r2.example.com"))
+        let settings = try #require(target.store.s3)
+        #expect(settings.credentials == S3Credentials(accessKeyId: "AKIDEXAMPLE", secretAccessKey: Secret("aws-secret-value"),
+                                                      sessionToken: Secret("tok")))
+        #expect(settings.region == "auto")
+        #expect(settings.endpoint == URL(string: "https://account.r2.example.com"))
         #expect(target.retention.isEmpty)
         #expect(config.schedule == ScheduleConfig())
         #expect(!String(describing: config).contains("aws-secret-value"))
@@ -72,8 +72,7 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         let target = config.targets[0]
         #expect(target.name == "webdav")
         // A `$` in a variable's value is taken literally, not expanded again.
-        #expect(target.username == "backup$user")
-        #expect(target.password?.value == "dav-password")
+        #expect(target.store.webDAV?.credentials == HTTPCredentials(username: "backup$user", password: Secret("dav-password")))
         #expect(config.warnings.isEmpty)
         #expect(target.retention == RetentionPolicy(last: 3, daily: 7, within: .seconds(2 * 86_400)))
     }
@@ -82,7 +81,7 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
         let environment = ["OFFSITE_DATA_DIR": "/data", "OFFSITE_TARGET": "webdav+http://h/p", "OFFSITE_RECIPIENTS": recipient,
                            "OFFSITE_WEBDAV_USERNAME": "u", "OFFSITE_WEBDAV_PASSWORD": "pw"]
         let config = try #require(try OffsiteConfig.fromEnvironment(environment))
-        #expect(config.targets[0].password?.value == "pw")
+        #expect(config.targets[0].store.webDAV?.credentials?.password.value == "pw")
         #expect(config.warnings.isEmpty)
     }
 
@@ -155,10 +154,10 @@ private func failure(_ environment: [String: String]) -> ConfigError? {
     @Test func aTargetURLFromTheCommandLineTakesCredentialsFromTheEnvironment() throws {
         let s3 = try TargetConfig(url: "s3://bucket/p", environment: ["AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "sk"])
         #expect(s3.name == "s3://bucket/p")
-        #expect(s3.accessKeyId == "id" && s3.secretAccessKey?.value == "sk")
+        #expect(s3.store.s3?.credentials == S3Credentials(accessKeyId: "id", secretAccessKey: Secret("sk")))
         let webdav = try TargetConfig(url: "webdav+https://h/dav", environment: ["OFFSITE_WEBDAV_USERNAME": "u",
                                                                                 "OFFSITE_WEBDAV_PASSWORD": "p$x"])
-        #expect(webdav.username == "u" && webdav.password?.value == "p$x")
+        #expect(webdav.store.webDAV?.credentials == HTTPCredentials(username: "u", password: Secret("p$x")))
         let folder = try TargetConfig(url: "file:///mnt/usb", environment: [:])
         #expect(folder.location == .folder(path: "/mnt/usb") && folder.name == "file:///mnt/usb")
         do {

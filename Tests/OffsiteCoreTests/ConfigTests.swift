@@ -85,24 +85,23 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         let s3 = try #require(config.target(named: "s3"))
         #expect(s3.location == .s3(bucket: "bucket", prefix: "some/prefix"))
         #expect(s3.kind == .s3)
-        #expect(s3.endpoint == URL(string: "https://s3.example.com:9000"))
-        #expect(s3.region == "auto")
-        #expect(s3.pathStyle == true)
-        #expect(s3.storageClass == "STANDARD_IA")
-        #expect(s3.accessKeyId == "AKIDEXAMPLE")
-        #expect(s3.secretAccessKey?.value == "s3-secret-value")
-        #expect(s3.sessionToken?.value == "session-token")
+        let s3Settings = try #require(s3.store.s3)
+        #expect(s3Settings.endpoint == URL(string: "https://s3.example.com:9000"))
+        #expect(s3Settings.region == "auto")
+        #expect(s3Settings.pathStyle == true)
+        #expect(s3Settings.storageClass == "STANDARD_IA")
+        #expect(s3Settings.credentials == S3Credentials(accessKeyId: "AKIDEXAMPLE", secretAccessKey: Secret("s3-secret-value"),
+                                                        sessionToken: Secret("session-token")))
         #expect(s3.schedule == "0 2 * * *")
-        #expect(s3.partSize == 8 * 1_048_576)
-        #expect(s3.concurrency == 3)
-        #expect(s3.timeout == .seconds(120))
+        #expect(s3Settings.partSize == 8 * 1_048_576)
+        #expect(s3Settings.concurrency == 3)
+        #expect(s3Settings.connection.timeout == .seconds(120))
         #expect(s3.retention == RetentionPolicy(last: 3, hourly: 24, daily: 7, weekly: 4, monthly: 12, yearly: 3,
                                                 within: .seconds(2 * 86_400)))
         let nas = try #require(config.target(named: "nas"))
         #expect(nas.location == .webDAV(baseURL: URL(string: "https://nas.example:8443/dav/backups")!))
-        #expect(nas.username == "backup")
-        #expect(nas.password?.value == "nas-password")
-        #expect(nas.insecureSkipVerify)
+        #expect(nas.store.webDAV?.credentials == HTTPCredentials(username: "backup", password: Secret("nas-password")))
+        #expect(nas.store.webDAV?.connection.insecureSkipVerify == true)
         #expect(nas.retention.isEmpty)
         #expect(config.target(named: "usb")?.location == .folder(path: "/mnt/usb/offsite"))
         #expect(config.health.maxAge == .seconds(26 * 3600))
@@ -162,15 +161,15 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         case "offsite.json":
             #expect(config.targets.map(\.kind) == [.s3, .webDAV, .folder])
             #expect(config.targets[0].location == .s3(bucket: "crm-backups", prefix: "offsite"))
-            #expect(config.targets[0].secretAccessKey?.value == "secret-of-s3")
-            #expect(config.targets[1].password?.value == "secret-of-nas")
+            #expect(config.targets[0].store.s3?.credentials?.secretAccessKey.value == "secret-of-s3")
+            #expect(config.targets[1].store.webDAV?.credentials?.password.value == "secret-of-nas")
             #expect(config.http == HTTPConfig(listen: try ListenAddress(parsing: "0.0.0.0:8080"), token: Secret("secret-of-offsite-token")))
         case "s3.json":
-            #expect(config.targets[0].secretAccessKey?.value == "example-secret")
-            #expect(config.targets[0].endpoint?.host == "account.r2.example.com")
+            #expect(config.targets[0].store.s3?.credentials?.secretAccessKey.value == "example-secret")
+            #expect(config.targets[0].store.s3?.endpoint?.host == "account.r2.example.com")
         case "webdav.json":
             #expect(config.targets[0].location == .webDAV(baseURL: URL(string: "https://nas.example/dav/backups")!))
-            #expect(config.targets[0].password?.value == "secret-of-webdav_password")
+            #expect(config.targets[0].store.webDAV?.credentials?.password.value == "secret-of-webdav_password")
         default:
             #expect(config.targets[0].location == .folder(path: "/mnt/usb/offsite"))
         }
@@ -262,7 +261,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         #expect(config.local?.keep.within == .seconds(3 * 86_400))
         #expect(config.targets[0].name == "remote")
         #expect(config.targets[0].location == .s3(bucket: "bkt", prefix: "a${B}/c$d"))
-        #expect(config.targets[0].region == "x$y")
+        #expect(config.targets[0].store.s3?.region == "x$y")
         #expect(try expandVariables(in: "$${X} $$ ${A}${A}", environment: ["A": "1"], keyPath: "k") == "${X} $ 11")
     }
 
@@ -287,7 +286,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         let webdav = #"{"name": "d", "url": "webdav+http://h/p", "username": "u", "passwordFile": "pw"}"#
         let config = try parse(document(target: webdav, encryption: #"{"recipientsFile": "recipients.txt"}"#),
                                base: folder.path)
-        #expect(config.targets[0].password?.value == "  pass word ")
+        #expect(config.targets[0].store.webDAV?.credentials?.password.value == "  pass word ")
         #expect(config.encryption == .age(AgeEncryptionConfig(recipients: [recipient, recipient2])))
         let phrase = try parse(document(encryption: #"{"passphraseFile": "${DIR}/phrase"}"#),
                                environment: ["DIR": folder.path])
@@ -338,7 +337,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         let config = try parse(document(#""notify": {"webhookUrl": "https://h.example/hunter2-very-secret"}"#, target: target,
                                         encryption: #"{"passphrase": "hunter2-very-secret"}"#),
                                environment: ["T": "hunter2-very-secret"])
-        #expect(config.targets[0].secretAccessKey?.value == "hunter2-very-secret")
+        #expect(config.targets[0].store.s3?.credentials?.secretAccessKey.value == "hunter2-very-secret")
         var everything = String(describing: config) + String(reflecting: config)
         dump(config, to: &everything)
         #expect(!everything.contains("hunter2"))
@@ -459,8 +458,8 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         let environment = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "sk", "AWS_SESSION_TOKEN": "tok",
                            "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"]
         let config = try parse(document(target: #"{"name": "s", "url": "s3://b/p"}"#), environment: environment)
-        let target = config.targets[0]
-        #expect(target.accessKeyId == "AKID" && target.secretAccessKey?.value == "sk" && target.sessionToken?.value == "tok")
+        let target = try #require(config.targets[0].store.s3)
+        #expect(target.credentials == S3Credentials(accessKeyId: "AKID", secretAccessKey: Secret("sk"), sessionToken: Secret("tok")))
         #expect(target.region == "eu-west-1")
         #expect(target.endpoint == URL(string: "http://127.0.0.1:9000"))
         let half = try #require(failure(document(target: #"{"name": "s", "url": "s3://b/p", "accessKeyId": "x"}"#)))

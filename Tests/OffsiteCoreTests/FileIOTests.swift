@@ -69,19 +69,50 @@ import Testing
         #expect(error?.code == ENOTDIR)
     }
 
-    @Test func durableRenameReplacesTheDestination() throws {
+    @Test func anAtomicFileReplacesTheDestinationWhole() throws {
         let folder = try ScratchFolder("fileio")
-        let temporary = makeTemporaryPath(nextTo: folder.file("final.db"))
-        #expect((temporary as NSString).lastPathComponent.hasPrefix(".final.db.tmp-"))
-        #expect(parentDirectory(of: temporary) == folder.path)
         try Data("old".utf8).write(to: URL(fileURLWithPath: folder.file("final.db")))
-        let sink = try FileSink(creating: temporary)
-        try sink.write(Data("new".utf8))
-        try sink.finish()
-        try durableRename(from: temporary, to: folder.file("final.db"))
+        let file = try AtomicFile(beside: folder.file("final.db"))
+        #expect((file.temporaryPath as NSString).lastPathComponent.hasPrefix(".final.db.tmp-"))
+        #expect(parentDirectory(of: file.temporaryPath) == folder.path)
+        try file.write(Data("new".utf8))
+        #expect(try String(contentsOfFile: folder.file("final.db"), encoding: .utf8) == "old", "nothing changes before commit")
+        try file.commit(as: folder.file("final.db"))
         #expect(try folder.names() == ["final.db"])
         #expect(try String(contentsOfFile: folder.file("final.db"), encoding: .utf8) == "new")
-        #expect(throws: FileIOError.self) { try durableRename(from: temporary, to: folder.file("other")) }
-        try fsyncDirectory(folder.path)
+        #expect(throws: FileIOError.self) { try file.commit(as: folder.file("other")) }
+    }
+
+    @Test func anAtomicFileThatMayNotReplaceLeavesAnExistingFileAlone() throws {
+        let folder = try ScratchFolder("fileio")
+        try Data("theirs".utf8).write(to: URL(fileURLWithPath: folder.file("taken.db")))
+        let file = try AtomicFile(temporaryPath: folder.file(".taken.db.restore-1.tmp"), syncsOnFinish: false)
+        try file.write(Data("ours".utf8))
+        try file.finish()
+        let sync = JoinableThread(name: "test-sync") { try file.sync() }
+        try sync.join().get()
+        let error = #expect(throws: FileIOError.self) { try file.commit(as: folder.file("taken.db"), replacing: false) }
+        #expect(error?.code == EEXIST)
+        #expect(try String(contentsOfFile: folder.file("taken.db"), encoding: .utf8) == "theirs")
+        try file.commit(as: folder.file("free.db"), replacing: false)
+        #expect(try folder.names() == ["free.db", "taken.db"], "the temporary name is gone")
+        #expect(try String(contentsOfFile: folder.file("free.db"), encoding: .utf8) == "ours")
+    }
+
+    @Test func aDiscardedOrUnnamedAtomicFileLeavesNothing() throws {
+        let folder = try ScratchFolder("fileio")
+        let discarded = try AtomicFile(beside: folder.file("x.db"))
+        try discarded.write(Data("partial".utf8))
+        discarded.discard()
+        #expect(try folder.names().isEmpty)
+        #expect(throws: FileIOError.self) { try discarded.write(Data("more".utf8)) }
+
+        let spool = try AtomicFile(unnamedIn: folder.path)
+        try spool.write(Data("spooled".utf8))
+        try spool.finish()
+        #expect(try folder.names().isEmpty, "an unnamed temporary never shows in its folder")
+        #expect(try String(contentsOfFile: spool.temporaryPath, encoding: .utf8) == "spooled", "it is read back by its path")
+        #expect(spool.byteCount == 7)
+        spool.discard()
     }
 }

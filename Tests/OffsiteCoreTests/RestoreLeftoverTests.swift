@@ -69,17 +69,12 @@ import Testing
         // Watching for the drill and signalling happen on a thread of their own: the concurrency
         // pool may be busy with other tests for seconds, which would move the signal past the drill.
         let (took, drillsBefore) = try await onThread { () -> (TimeInterval, Int) in
-            let deadline = Date().addingTimeInterval(30)
-            while agent.events("verify.start").count <= agent.events("verify.done").count + agent.events("verify.failed").count {
-                guard Date() < deadline else { throw TestFailure("no drill started: \(agent.log.suffix(2000))") }
-                Thread.sleep(forTimeInterval: 0.05)
+            try agent.waitUntil("drill started") {
+                agent.events("verify.start").count > agent.events("verify.done").count + agent.events("verify.failed").count
             }
             Thread.sleep(forTimeInterval: 0.5)
             let finished = agent.events("verify.done").count
-            let asked = Date()
-            agent.send(SIGTERM)
-            agent.process.waitUntilExit()
-            return (Date().timeIntervalSince(asked), finished)
+            return (agent.terminateMeasured(), finished)
         }
         #expect(agent.process.terminationStatus == 0)
         #expect(took < 2 + 2, "stopped \(String(format: "%.1f", took)) s after SIGTERM with shutdownTimeout 2s")

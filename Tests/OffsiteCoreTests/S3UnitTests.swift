@@ -208,7 +208,7 @@ import Testing
         #expect(!classify("HTTP502", 502).isPermanent)
     }
 
-    @Test func retriesTransientFailuresWithGrowingCappedWaits() throws {
+    @Test func retryWaitsGrowAndAreCapped() throws {
         let policy = RetryPolicy(maximumAttempts: 4, initialDelay: .milliseconds(1), maximumDelay: .milliseconds(4))
         #expect(policy.delayCap(afterAttempt: 1) == .milliseconds(1))
         #expect(policy.delayCap(afterAttempt: 2) == .milliseconds(2))
@@ -216,23 +216,6 @@ import Testing
         #expect(policy.delayCap(afterAttempt: 10) == .milliseconds(4))
         var generator = SplitMix64(seed: 1)
         for attempt in 1...5 { #expect(policy.delay(afterAttempt: attempt, using: &generator) <= policy.delayCap(afterAttempt: attempt)) }
-
-        let transient = TargetError.failed(target: "s3", operation: "put", detail: "503", hint: nil, isPermanent: false)
-        let permanent = TargetError.failed(target: "s3", operation: "put", detail: "400", hint: nil, isPermanent: true)
-        let isRetryable: (Error) -> Bool = { ($0 as? TargetError).map { !$0.isPermanent } ?? false }
-        var attempts = 0
-        let value = try policy.run(isRetryable: isRetryable) { attempt -> Int in
-            attempts += 1
-            if attempt < 3 { throw transient }
-            return attempt
-        }
-        #expect(value == 3 && attempts == 3)
-        attempts = 0
-        #expect(throws: TargetError.self) { try policy.run(isRetryable: isRetryable) { _ in attempts += 1; throw permanent } }
-        #expect(attempts == 1, "permanent errors are not retried")
-        attempts = 0
-        #expect(throws: TargetError.self) { try policy.run(isRetryable: isRetryable) { _ in attempts += 1; throw transient } }
-        #expect(attempts == 4, "transient errors are retried until attempts run out")
     }
 
     @Test func errorsNeverCarryTheSecret() {
@@ -248,11 +231,11 @@ import Testing
 
     @Test func connectionFailuresAreRetryableTargetErrors() throws {
         // Nothing listens on port 1: a refused connection is transient, named, and retried.
-        var config = TargetConfig(name: "nowhere", url: "s3://b/p", location: .s3(bucket: "b", prefix: "p"))
-        config.endpoint = URL(string: "http://127.0.0.1:1")
-        config.accessKeyId = "AKID"
-        config.secretAccessKey = Secret("secret-for-test")
-        let target = try S3Target(config: config, retryPolicy: RetryPolicy(maximumAttempts: 2, initialDelay: .milliseconds(1)))
+        var settings = S3TargetSettings(bucket: "b", prefix: "p")
+        settings.endpoint = URL(string: "http://127.0.0.1:1")
+        settings.credentials = S3Credentials(accessKeyId: "AKID", secretAccessKey: Secret("secret-for-test"))
+        let target = try S3Target(name: "nowhere", settings: settings,
+                                  retryPolicy: RetryPolicy(maximumAttempts: 2, initialDelay: .milliseconds(1)), control: RequestControl())
         do {
             _ = try target.list(prefix: "")
             Issue.record("listing an unreachable endpoint must fail")
@@ -272,9 +255,8 @@ import Testing
 
 private extension TargetConfig {
     func with(credentials: (String, String)) -> TargetConfig {
-        var copy = self
-        copy.accessKeyId = credentials.0
-        copy.secretAccessKey = Secret(credentials.1)
-        return copy
+        guard var settings = store.s3 else { return self }
+        settings.credentials = S3Credentials(accessKeyId: credentials.0, secretAccessKey: Secret(credentials.1))
+        return TargetConfig(name: name, url: url, store: .s3(settings))
     }
 }

@@ -225,16 +225,14 @@ import Testing
         #expect(weak.etag == nil, "a weak ETag cannot pin the version")
     }
 
-    @Test func refusesCredentialsThatAreOnlyHalfThere() throws {
+    @Test func opensWithWholeCredentialsAndNamesNoSecret() throws {
         let url = "webdav+https://nas.example/dav"
         var config = TargetConfig(name: "nas", url: url, location: try TargetLocation(parsing: url))
-        config.username = "backup"
-        #expect(throws: TargetError.self) { try WebDAVTarget(config: config) }
-        config.username = nil
-        config.password = Secret("pw")
-        #expect(throws: TargetError.self) { try WebDAVTarget(config: config) }
-        config.username = "backup"
+        guard case var .webDAV(settings) = config.store else { throw TestFailure("not a WebDAV store") }
+        settings.credentials = HTTPCredentials(username: "backup", password: Secret("pw"))
+        config.store = .webDAV(settings)
         let target = try #require(try makeTarget(config) as? WebDAVTarget)
+        #expect(target.client.http.options.credentials?.username == "backup")
         #expect(target.location == "https://nas.example/dav")
         #expect(!target.location.contains("pw"))
         #expect(throws: TargetError.self) { try target.makeUpload(key: "../escape.bin") }

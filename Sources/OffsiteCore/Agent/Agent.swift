@@ -151,9 +151,10 @@ public final class Agent: @unchecked Sendable {
         if let warning = loaded.warning { logger.warn("state.unreadable", ["detail": warning]) }
         planner = AgentPlanner(settings: try PlannerSettings(config: config), state: loaded.state, now: Date())
 
+        let control = RequestControl(cancellation: cancellation) { [logger] in logger.log(.warn, "target.retry", fields: $0.logFields) }
         for targetConfig in config.targets {
             targets.append(TargetRuntime(config: targetConfig,
-                                         target: try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder))))
+                                         target: try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder), control: control)))
         }
         removeLocalLeftovers()
         removeRestoreLeftovers()

@@ -646,15 +646,12 @@ public final class StateStore: @unchecked Sendable {
     private func writeToDisk(_ state: AgentState) throws {
         let data = try StateStore.encode(state)
         try makePrivateDirectory(folder)
-        let temporary = makeTemporaryPath(nextTo: path)
-        let sink = try FileSink(creating: temporary, mode: 0o600)
+        let file = try AtomicFile(beside: path, mode: 0o600)
         do {
-            try sink.write(data)
-            try sink.write([UInt8(ascii: "\n")])
-            try sink.finish()
-            try durableRename(from: temporary, to: path)
+            try file.write(data + [UInt8(ascii: "\n")])
+            try file.commit(as: path)
         } catch {
-            sink.discard()
+            file.discard()
             throw error
         }
     }

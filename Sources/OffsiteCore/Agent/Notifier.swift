@@ -42,104 +42,79 @@ public struct Notification: Sendable, Equatable {
 /// Posts notifications to a webhook from its own thread, retrying with backoff, so a slow or
 /// failing receiver never holds up a backup. The queue is bounded: when it is full the oldest
 /// waiting notification is dropped (and reported through `onDeliveryFailure`).
-public final class WebhookNotifier: @unchecked Sendable {
-    private let url: String
-    private let client: HTTPClient
-    private let retry: RetryPolicy
-    private let onDeliveryFailure: @Sendable (Notification, String) -> Void
-    private let condition = NSCondition()
-    private var queue: [Notification] = []
-    private var busy = false
-    private var stopped = false
-    private let capacity = 100
+public final class WebhookNotifier: Sendable {
+    private let delivery: WebhookDelivery
+    private let queue = BoundedQueue<Notification>(capacity: 100)
 
     /// Creates a notifier posting to `url` (a secret: it often carries a token, so it is never logged).
     public init(url: String, client: HTTPClient = HTTPClient(options: HTTPClientOptions(connectTimeout: .seconds(10), totalTimeout: .seconds(30))),
                 retry: RetryPolicy = RetryPolicy(maximumAttempts: 5, initialDelay: .seconds(1), maximumDelay: .seconds(30)),
                 onDeliveryFailure: @escaping @Sendable (Notification, String) -> Void) {
-        self.url = url
-        self.client = client
-        self.retry = retry
-        self.onDeliveryFailure = onDeliveryFailure
-        let thread = Thread { [weak self] in self?.deliverLoop() }
-        thread.name = "offsite-webhook"
-        thread.start()
+        let delivery = WebhookDelivery(url: url, transport: RetryingHTTPClient(name: "webhook", http: client, policy: retry),
+                                       onFailure: onDeliveryFailure)
+        self.delivery = delivery
+        _ = JoinableThread(name: "offsite-webhook") { [queue] in
+            // Ends when the queue is closed (`stop`, or the notifier goes away) and empty.
+            while let notification = try queue.take() { delivery.deliver(notification) }
+        }
+    }
+
+    deinit {
+        queue.close()
     }
 
     /// Queues `notification` for delivery and returns at once.
     public func send(_ notification: Notification) {
-        condition.lock()
-        var dropped: Notification?
-        if queue.count >= capacity { dropped = queue.removeFirst() }
-        queue.append(notification)
-        condition.signal()
-        condition.unlock()
-        if let dropped { onDeliveryFailure(dropped, "the notification queue is full") }
+        do {
+            for dropped in try queue.putDroppingOldest(notification) {
+                delivery.onFailure(dropped, "the notification queue is full")
+            }
+        } catch {
+            delivery.onFailure(notification, "the notifier has stopped")
+        }
     }
 
     /// Waits until every queued notification was delivered or given up, at most `timeout`.
     @discardableResult
     public func drain(timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        condition.lock()
-        defer { condition.unlock() }
-        while !queue.isEmpty || busy {
-            if !condition.wait(until: deadline) { return false }
-        }
-        return true
+        queue.waitUntilDrained(before: Date().addingTimeInterval(timeout))
     }
 
     /// Stops the delivery thread after the queue is empty.
     public func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
+        queue.close()
     }
+}
 
-    private func deliverLoop() {
-        while true {
-            condition.lock()
-            while queue.isEmpty && !stopped { condition.wait() }
-            if queue.isEmpty && stopped {
-                condition.unlock()
-                return
-            }
-            let next = queue.removeFirst()
-            busy = true
-            condition.unlock()
-            deliver(next)
-            condition.lock()
-            busy = false
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
+/// How one notification is posted: with retries, failures told to `onFailure`.
+private struct WebhookDelivery: Sendable {
+    let url: String
+    let transport: RetryingHTTPClient
+    let onFailure: @Sendable (Notification, String) -> Void
 
-    private func deliver(_ notification: Notification) {
+    func deliver(_ notification: Notification) {
         let request = HTTPRequest(method: "POST", url: url,
                                   headers: [("Content-Type", "application/json"), ("User-Agent", "offsite/\(LibraryVersions.offsite)")],
                                   body: .data(notification.json))
         do {
-            try retry.run(isRetryable: { error in
-                if let error = error as? HTTPTransportError { return error.isRetryable }
-                if let error = error as? WebhookStatusError { return HTTPRetryClassification.isRetryable(status: error.status) }
-                return false
-            }) { _ in
-                let response = try client.perform(request)
+            try transport.run("notify") { _ in
+                let response = try transport.perform(request)
                 guard response.isSuccess else { throw WebhookStatusError(status: response.status) }
             }
         } catch let error as WebhookStatusError {
-            onDeliveryFailure(notification, "the webhook answered HTTP \(error.status)")
+            onFailure(notification, "the webhook answered HTTP \(error.status)")
         } catch let error as HTTPTransportError {
-            onDeliveryFailure(notification, "the webhook could not be reached: \(error.detail)")
+            onFailure(notification, "the webhook could not be reached: \(error.detail)")
         } catch {
-            onDeliveryFailure(notification, "\(error)")
+            onFailure(notification, "\(error)")
         }
     }
 }
 
 /// A webhook answered with a status outside 2xx.
-struct WebhookStatusError: Error {
+struct WebhookStatusError: TransientFailure {
     var status: Int
+
+    /// 5xx, 408 and 429 may pass.
+    var mayPass: Bool { HTTPRetryClassification.isRetryable(status: status) }
 }

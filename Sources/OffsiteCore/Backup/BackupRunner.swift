@@ -166,9 +166,12 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         counter = count
         // Reading, like compressing and encrypting, only takes CPU time the application leaves:
         // of the whole backup, only the copy runs at the application's own priority.
-        let progress = snapshotJob.progress
-        (streamError, shipped) = onBackgroundThread(named: "offsite-read") {
-            streamSnapshot(progress, job: job, spillFolder: folder, into: count)
+        let streamed = JoinableThread.run(name: "offsite-read", background: true) {
+            try streamSnapshot(snapshotJob.progress, job: job, spillFolder: folder, into: count)
+        }
+        switch streamed {
+        case let .success(checksum): shipped = checksum
+        case let .failure(error): streamError = error
         }
     }
 
@@ -227,16 +230,11 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
 }
 
 /// Streams the snapshot copy, as it is being made, through compression (every core) and, on a
-/// thread of its own, encryption into `sink`; returns the error that stopped it, if any, or the
-/// checksum of the plaintext it compressed. When it returns, no thread touches `sink` any more.
+/// thread of its own, encryption into `sink`; returns the checksum of the plaintext it
+/// compressed, or throws what stopped it. When it returns, no thread touches `sink` any more.
 private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillFolder: String,
-                            into sink: any ByteSink) -> (Error?, PlaintextChecksum?) {
-    let encrypted: any ByteSink
-    do {
-        encrypted = try makeEncryptor(encryption: job.encryption, into: sink)
-    } catch {
-        return (error, nil)
-    }
+                            into sink: any ByteSink) throws -> PlaintextChecksum {
+    let encrypted = try makeEncryptor(encryption: job.encryption, into: sink)
     // Encryption and upload never hold up compression, up to the queue's capacity.
     let handOff = ThreadedSink(next: encrypted, name: "offsite-encrypt-upload", background: true)
     do {
@@ -255,10 +253,10 @@ private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillF
         }
         _ = try progress.read(into: encoder, from: start)
         try encoder.finish()
-        return (nil, compressor.plaintextChecksum)
+        return compressor.plaintextChecksum
     } catch {
         handOff.abandon()
-        return (error, nil)
+        throw error
     }
 }
 
@@ -275,42 +273,6 @@ private final class FirstByteFlipper: ByteSink {
         try copy.withUnsafeBytes { try next.write($0) }
     }
     func finish() throws { try next.finish() }
-}
-
-/// Runs `body` on a thread of its own in the background scheduling class (`yieldToTheApplication`)
-/// and returns what it returns; the caller waits meanwhile, so `body` may use what the caller owns.
-func onBackgroundThread<T>(named name: String, _ body: () -> T) -> T {
-    withoutActuallyEscaping(body) { escapable in
-        let handoff = BackgroundHandoff<T>()
-        handoff.body = escapable
-        let thread = Thread {
-            yieldToTheApplication()
-            let result = handoff.body!()
-            handoff.condition.lock()
-            handoff.result = result
-            handoff.finished = true
-            handoff.condition.broadcast()
-            handoff.condition.unlock()
-        }
-        thread.name = name
-        thread.start()
-        handoff.condition.lock()
-        while !handoff.finished { handoff.condition.wait() }
-        let result = handoff.result!
-        handoff.condition.unlock()
-        handoff.body = nil
-        return result
-    }
-}
-
-/// What `onBackgroundThread` hands to its thread and back.
-private final class BackgroundHandoff<T>: @unchecked Sendable {
-    // @unchecked: `body` is set before the thread starts; `result` and `finished` are written by
-    // the thread and read by the caller under `condition`.
-    var body: (() -> T)?
-    var result: T?
-    var finished = false
-    let condition = NSCondition()
 }
 
 /// The snapshot of one backup, taken on a thread of its own: the copy (at the caller's priority,
@@ -398,7 +360,9 @@ func pruneLocalRotation(folder: String, keep: RetentionPolicy) -> (removed: [Str
             failures.append(FileIOError(operation: "remove", path: item.key, code: errno).message)
         }
     }
-    if !removed.isEmpty { fsyncFolder(folder) }
+    if !removed.isEmpty {
+        do { try fsyncDirectory(folder) } catch { failures.append(describe(error)) }
+    }
     return (removed, failures)
 }
 

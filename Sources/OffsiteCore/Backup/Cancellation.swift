@@ -2,26 +2,34 @@ import Foundation
 
 /// A flag another thread raises to stop work in progress: a backup or restore checks it between
 /// chunks and fails with `OperationCancelled`, which aborts its uploads and removes its temporaries.
-public final class Cancellation: @unchecked Sendable {
-    private let lock = NSLock()
-    private var raised = false
+/// Requests to targets see it too: a transfer in flight is aborted (libcurl's progress callback)
+/// and a wait between retries (`sleep(for:)`) ends as soon as it is raised.
+public final class Cancellation: Sendable {
+    private let raised = Monitor(false)
 
     /// Creates a flag that is not raised.
     public init() {}
 
-    /// Raises the flag.
+    /// Raises the flag, waking every `sleep(for:)`.
     public func cancel() {
-        lock.withLock { raised = true }
+        raised.update { $0 = true }
     }
 
     /// Whether the flag is raised.
     public var isCancelled: Bool {
-        lock.withLock { raised }
+        raised.read { $0 }
     }
 
     /// Throws `OperationCancelled` when the flag is raised.
     public func check() throws {
         if isCancelled { throw OperationCancelled() }
+    }
+
+    /// Sleeps for `duration` or until the flag is raised, whichever comes first; returns whether
+    /// it was raised.
+    @discardableResult
+    public func sleep(for duration: Duration) -> Bool {
+        raised.wait(until: Date().addingTimeInterval(duration.timeInterval)) { $0 ? true : nil } ?? false
     }
 }
 

@@ -1,8 +1,8 @@
 import CSodium
 import Foundation
 
-// The only file of the age codec that talks to libsodium: the rest of the codec sees the small
-// Swift functions below. libsodium 1.0.18 has no HKDF, so HKDF-SHA-256 (RFC 5869) is built here
+// The only file that talks to libsodium: the age codec, the S3 signer (SHA-256 and HMAC-SHA-256)
+// and the control endpoint's token check see the small Swift functions below. libsodium 1.0.18 has no HKDF, so HKDF-SHA-256 (RFC 5869) is built here
 // on its incremental HMAC-SHA-256, which takes keys of any length (the X25519 salt is 64 bytes).
 
 /// Whether libsodium initialised; `sodium_init` is idempotent and thread-safe, this runs it once.
@@ -126,7 +126,17 @@ enum AgePrimitives {
         return shared
     }
 
-    // MARK: HMAC and HKDF
+    /// The linked libsodium's version (`1.0.18`).
+    static var libraryVersion: String { String(cString: sodium_version_string()) }
+
+    // MARK: SHA-256, HMAC and HKDF
+
+    /// The SHA-256 of `bytes`.
+    static func sha256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
+        _ = crypto_hash_sha256(&digest, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+        return digest
+    }
 
     /// HMAC-SHA-256 of the concatenation of `parts` under `key` (any length).
     static func hmacSHA256(key: [UInt8], _ parts: [UInt8]...) -> [UInt8] {

@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 
 /// A gzip stream that could not be produced or read.
@@ -47,117 +46,6 @@ public enum GzipError: UserFacingError, Equatable {
     }
 }
 
-/// Window bits for deflate/inflate: a 32 KiB window (15) with a gzip header and trailer (+16).
-let gzipWindowBits: Int32 = 15 + 16
-/// Bytes handed to zlib per call: `avail_in` is a 32-bit count.
-private let maximumChunk = 1 << 30
-
-/// How offsite runs deflate at a compression level where zlib's own settings are not used.
-///
-/// Level 6 (the default) gives up on a match sooner than zlib's own level 6 (a chain of 64 steps
-/// at most, a quarter of that once a match of 4 bytes is found) but looks further for a better one
-/// before taking it (lazy matching up to 64 bytes). And it ends a deflate block after every 32 KiB
-/// of input, so that each block's Huffman codes fit its own few database pages: zlib ends a block
-/// only when 16 K symbols are buffered, where GNU gzip also ends one early when its statistics
-/// say so, which is why even zlib's own level 6 is 0.7% larger than `gzip -6` on a database of many
-/// small tables (PROJ's proj.db). Measured in 1 MiB members against `gzip -6` on the benchmark's
-/// corpus (bench/corpus.py, 200 MiB each, and proj.db): the chain settings alone gave 1.0138× on
-/// proj.db, 1.0069× on prose and 1.0060× on the CRM database; with the 32 KiB blocks 1.0010×,
-/// 1.0073× and 1.0040×, at most 1.0021× on the others. On the CRM database that costs 2.7% more
-/// instructions than the chain settings alone, still 4% fewer than zlib's level 6 (8% less CPU
-/// time). Tried and left: memory level 7 (smaller blocks, but a smaller hash and more CPU) and 9
-/// (larger); chains of 96 or a quarter chain from 6 or 8 bytes (smaller output, more CPU); blocks
-/// of 16 KiB (prose 1.0090×), 48 or 64 KiB (proj.db 1.0047×, 1.0073×). The other levels are zlib's.
-struct DeflateTuning: Equatable, Sendable {
-    /// deflateTune's good_length: a match at least this long cuts the chain search to a quarter.
-    let goodLength: Int32
-    /// deflateTune's max_lazy: a match shorter than this is checked against the next position's.
-    let maximumLazy: Int32
-    /// deflateTune's nice_length: a match this long ends the search.
-    let niceLength: Int32
-    /// deflateTune's max_chain: the most hash chain entries searched for a match.
-    let maximumChain: Int32
-    /// Input bytes after which the current deflate block is ended (deflate with `Z_BLOCK`).
-    let blockInputLimit: Int
-
-    /// The tuning for `level`, or nil where zlib's own settings apply.
-    static func forLevel(_ level: Int32) -> DeflateTuning? {
-        guard level == 6 || level == Z_DEFAULT_COMPRESSION else { return nil }
-        return DeflateTuning(goodLength: 4, maximumLazy: 64, niceLength: 128, maximumChain: 64, blockInputLimit: 32 * 1024)
-    }
-}
-
-/// A `z_stream` on the heap (zlib keeps its address between calls), ended on deinit.
-final class ZStream {
-    enum Direction { case deflate, inflate }
-
-    let pointer: UnsafeMutablePointer<z_stream>
-    let direction: Direction
-    let level: Int32
-    /// The tuning applied to a deflate stream, or nil (zlib's own settings, and every inflate).
-    let tuning: DeflateTuning?
-    private var isInitialized = false
-
-    init(direction: Direction, level: Int32 = Z_DEFAULT_COMPRESSION) throws {
-        self.direction = direction
-        self.level = level
-        tuning = direction == .deflate ? DeflateTuning.forLevel(level) : nil
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: z_stream())
-        let rc: Int32
-        switch direction {
-        case .deflate:
-            rc = offsite_deflate_init2(pointer, level, Z_DEFLATED, gzipWindowBits, 8, Z_DEFAULT_STRATEGY)
-        case .inflate:
-            rc = offsite_inflate_init2(pointer, gzipWindowBits)
-        }
-        guard rc == Z_OK else {
-            throw GzipError.zlibFailure(operation: direction == .deflate ? "deflateInit2" : "inflateInit2",
-                                        code: rc, detail: describeZlibCode(rc))
-        }
-        isInitialized = true
-        if direction == .deflate { tune() }
-    }
-
-    /// Applies `tuning` (see `DeflateTuning`). zlib resets it with the stream, so this runs again
-    /// after every `deflateReset` (`reset()`).
-    private func tune() {
-        if let tuning {
-            _ = deflateTune(pointer, tuning.goodLength, tuning.maximumLazy, tuning.niceLength, tuning.maximumChain)
-        }
-    }
-
-    /// Resets a deflate stream for a new member, with the same level and tuning.
-    func reset() -> Int32 {
-        let rc = deflateReset(pointer)
-        if rc == Z_OK { tune() }
-        return rc
-    }
-
-    deinit {
-        if isInitialized {
-            switch direction {
-            case .deflate: deflateEnd(pointer)
-            case .inflate: inflateEnd(pointer)
-            }
-        }
-        pointer.deinitialize(count: 1)
-        pointer.deallocate()
-    }
-
-    /// zlib's message for the last error, or a description of `rc`.
-    func detail(for rc: Int32) -> String {
-        if let message = pointer.pointee.msg { return String(cString: message) }
-        return describeZlibCode(rc)
-    }
-}
-
-/// zlib's generic description of a return code.
-func describeZlibCode(_ rc: Int32) -> String {
-    guard let text = zError(rc) else { return "code \(rc)" }
-    return String(cString: text)
-}
-
 /// Compresses everything written to it into one RFC 1952 gzip member and writes that to `next`.
 /// Memory is fixed: one output buffer and zlib's own state.
 public final class GzipCompressor: ByteSink {
@@ -170,13 +58,11 @@ public final class GzipCompressor: ByteSink {
     private var hasEnded = false
     /// Input bytes in the current deflate block, counted where the level's tuning limits them.
     private var blockInput = 0
-    /// The header fields zlib writes, kept alive until it has written them.
-    private var header: GzipHeaderFields?
 
     /// Creates a compressor at `level` (0 stores, 9 is smallest) that writes to `next`.
     public init(level: Int = 6, next: any ByteSink) throws {
         guard (0...9).contains(level) else { throw GzipError.invalidLevel(level) }
-        stream = try ZStream(direction: .deflate, level: Int32(level))
+        stream = try ZStream(direction: .deflate, level: level)
         self.next = next
         output = .allocate(byteCount: Self.outputBufferSize, alignment: 1)
     }
@@ -185,12 +71,7 @@ public final class GzipCompressor: ByteSink {
     /// (RFC 1952 §2.3.1.1: subfields, at most 65535 bytes; `gunzip` skips it).
     public convenience init(level: Int = 6, extraField: [UInt8], next: any ByteSink) throws {
         try self.init(level: level, next: next)
-        let fields = try GzipHeaderFields(writing: extraField)
-        let rc = deflateSetHeader(stream.pointer, fields.header)
-        guard rc == Z_OK else {
-            throw GzipError.zlibFailure(operation: "deflateSetHeader", code: rc, detail: describeZlibCode(rc))
-        }
-        header = fields
+        try stream.setHeader(extraField: extraField)
     }
 
     deinit {
@@ -200,17 +81,17 @@ public final class GzipCompressor: ByteSink {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !hasEnded else { throw GzipError.streamEnded }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        let limit = stream.tuning?.blockInputLimit ?? maximumChunk
+        let limit = stream.tuning?.blockInputLimit ?? ZStream.maximumInput
         var offset = 0
         while offset < bytes.count {
             // A full block is ended only when more input comes, so that `finish` ends it as the
             // last one: the same bytes as one member of `ParallelGzipCompressor`, whatever the writes.
             if stream.tuning != nil && blockInput == limit {
-                try deflateChunk(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_BLOCK)
+                try deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: .block)
                 blockInput = 0
             }
             let count = min(bytes.count - offset, limit - (stream.tuning != nil ? blockInput : 0))
-            try deflateChunk(UnsafeRawBufferPointer(start: base + offset, count: count), flush: Z_NO_FLUSH)
+            try deflate(UnsafeRawBufferPointer(start: base + offset, count: count), flush: .none)
             blockInput += count
             offset += count
         }
@@ -219,37 +100,18 @@ public final class GzipCompressor: ByteSink {
     public func finish() throws {
         guard !hasEnded else { throw GzipError.streamEnded }
         hasEnded = true
-        try deflateChunk(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_FINISH)
+        try deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: .finish)
         try next.finish()
     }
 
-    /// Runs deflate over `input` until it is consumed (and, for Z_FINISH, until the member ends),
-    /// passing every full or final output buffer to the next sink.
-    private func deflateChunk(_ input: UnsafeRawBufferPointer, flush: Int32) throws {
-        let z = stream.pointer
-        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        z.pointee.avail_in = uInt(input.count)
-        defer {
-            z.pointee.next_in = nil
-            z.pointee.avail_in = 0
-        }
-        while true {
-            z.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            z.pointee.avail_out = uInt(output.count)
-            let rc = deflate(z, flush)
-            guard rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR else {
-                hasEnded = true
-                throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
-            }
-            let produced = output.count - Int(z.pointee.avail_out)
-            if produced > 0 {
-                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<produced]))
-            }
-            if flush == Z_FINISH {
-                if rc == Z_STREAM_END { return }
-            } else if z.pointee.avail_in == 0 && z.pointee.avail_out != 0 {
-                return
-            }
+    /// Deflates `input` as far as `flush` says, passing every full or final output buffer to the
+    /// next sink; a failure ends the stream.
+    private func deflate(_ input: UnsafeRawBufferPointer, flush: ZStream.Flush) throws {
+        do {
+            try stream.deflate(input, flush: flush, buffer: output) { try next.write($0) }
+        } catch {
+            hasEnded = true
+            throw error
         }
     }
 }
@@ -278,8 +140,6 @@ public final class GzipDecompressor: ByteSink {
     private let output: UnsafeMutableRawBufferPointer
     private var state = State.betweenMembers(magicBytesSeen: 0)
     private var completedMembers = 0
-    /// Where zlib puts the first member's header, when it is asked for.
-    private var header: GzipHeaderFields?
     /// The checksum of the bytes inflated so far by whole members (each member's CRC-32, which
     /// zlib has checked against its trailer, combined).
     public private(set) var plaintextChecksum = PlaintextChecksum()
@@ -292,20 +152,14 @@ public final class GzipDecompressor: ByteSink {
     /// Creates a decompressor that also keeps the first member's FEXTRA field (`extraField`).
     public convenience init(next: any ByteSink, keepingExtraField: Bool) throws {
         try self.init(next: next, afterMembers: 0)
-        guard keepingExtraField else { return }
-        let fields = try GzipHeaderFields(readingUpTo: GzipHeaderFields.maximumExtraLength)
-        let rc = inflateGetHeader(stream.pointer, fields.header)
-        guard rc == Z_OK else {
-            throw GzipError.zlibFailure(operation: "inflateGetHeader", code: rc, detail: describeZlibCode(rc))
-        }
-        header = fields
+        if keepingExtraField { try stream.keepHeader() }
     }
 
     /// Whether the first member's header has been read whole (always true once any byte was inflated).
-    public var hasReadHeader: Bool { header?.isComplete ?? (completedMembers > 0) }
+    public var hasReadHeader: Bool { stream.isHeaderComplete ?? (completedMembers > 0) }
 
     /// The first member's FEXTRA field, once its header is read; nil when it has none (or it was not kept).
-    public var extraField: [UInt8]? { header?.extraField }
+    public var extraField: [UInt8]? { stream.headerExtraField }
 
     /// Creates a decompressor for the rest of a stream of which `afterMembers` whole members were
     /// already decoded elsewhere (it then reports bytes that are not a member as trailing garbage).
@@ -326,7 +180,7 @@ public final class GzipDecompressor: ByteSink {
         do {
             var offset = 0
             while offset < bytes.count {
-                let count = min(bytes.count - offset, maximumChunk)
+                let count = min(bytes.count - offset, ZStream.maximumInput)
                 try inflateChunk(UnsafeRawBufferPointer(start: base + offset, count: count))
                 offset += count
             }
@@ -351,110 +205,36 @@ public final class GzipDecompressor: ByteSink {
     }
 
     private func inflateChunk(_ input: UnsafeRawBufferPointer) throws {
-        let z = stream.pointer
-        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        z.pointee.avail_in = uInt(input.count)
-        defer {
-            z.pointee.next_in = nil
-            z.pointee.avail_in = 0
-        }
+        stream.setInput(input)
+        defer { stream.clearInput() }
         while true {
             if case let .betweenMembers(seen) = state {
                 // Only another gzip member may follow a complete one. Check its magic number
                 // here, without consuming it: inflate reads the header itself.
-                let available = Int(z.pointee.avail_in)
-                let checkable = min(available, Self.magic.count - seen)
-                for index in 0..<checkable where z.pointee.next_in[index] != Self.magic[seen + index] {
+                let pending = stream.pendingInput
+                let checkable = min(pending.count, Self.magic.count - seen)
+                for index in 0..<checkable where pending[index] != Self.magic[seen + index] {
                     throw completedMembers > 0 ? GzipError.trailingGarbage
                         : GzipError.corruptData("not in gzip format (bad magic number)")
                 }
                 let nowSeen = seen + checkable
                 state = nowSeen == Self.magic.count ? .insideMember : .betweenMembers(magicBytesSeen: nowSeen)
-                if available == 0 { return }
+                if pending.isEmpty { return }
             }
-            z.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            z.pointee.avail_out = uInt(output.count)
-            let rc = inflate(z, Z_NO_FLUSH)
-            let produced = output.count - Int(z.pointee.avail_out)
-            switch rc {
-            case Z_OK, Z_STREAM_END, Z_BUF_ERROR:
-                break
-            case Z_DATA_ERROR, Z_NEED_DICT:
-                throw GzipError.corruptData(stream.detail(for: rc))
-            default:
-                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: stream.detail(for: rc))
+            let step = try stream.inflate(into: output)
+            if step.produced > 0 {
+                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<step.produced]))
             }
-            if produced > 0 {
-                try next.write(UnsafeRawBufferPointer(rebasing: output[0..<produced]))
-            }
-            if rc == Z_STREAM_END {
+            if let member = step.endedMember {
                 completedMembers += 1
-                // After a whole gzip member, `adler` holds its CRC-32 and `total_out` its length.
-                plaintextChecksum.append(crc: UInt32(truncatingIfNeeded: z.pointee.adler), length: Int64(z.pointee.total_out))
-                let resetCode = inflateReset(z)
-                guard resetCode == Z_OK else {
-                    throw GzipError.zlibFailure(operation: "inflateReset", code: resetCode, detail: describeZlibCode(resetCode))
-                }
+                plaintextChecksum.append(crc: member.crc, length: member.length)
+                try stream.reset()
                 state = .betweenMembers(magicBytesSeen: 0)
                 continue
             }
             // Done with this input once it is all consumed and zlib has no more output waiting.
-            if z.pointee.avail_in == 0 && z.pointee.avail_out != 0 { return }
-            if rc == Z_BUF_ERROR && produced == 0 {
-                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: "no progress with input left")
-            }
+            if stream.pendingInput.isEmpty && step.produced < output.count { return }
         }
-    }
-}
-
-/// A `gz_header` on the heap, with the FEXTRA bytes it points to: zlib writes them into the next
-/// member's header (deflate) or fills them from the first member's header (inflate) while the
-/// stream lives, so they must stay put until then.
-final class GzipHeaderFields {
-    /// The most bytes an FEXTRA field holds (its length is 16 bits).
-    static let maximumExtraLength = 65535
-
-    let header: UnsafeMutablePointer<gz_header>
-    private let extra: UnsafeMutablePointer<Bytef>
-
-    /// A header for deflate carrying `extraField`.
-    init(writing extraField: [UInt8]) throws {
-        guard extraField.count <= Self.maximumExtraLength else {
-            throw GzipError.zlibFailure(operation: "deflateSetHeader", code: Z_BUF_ERROR,
-                                        detail: "the extra field holds \(extraField.count) bytes, more than 65535")
-        }
-        header = .allocate(capacity: 1)
-        header.initialize(to: gz_header())
-        extra = .allocate(capacity: max(extraField.count, 1))
-        extraField.withUnsafeBufferPointer { extra.update(from: $0.baseAddress!, count: extraField.count) }
-        header.pointee.os = 3  // Unix, as zlib writes without a header of ours
-        header.pointee.extra = extra
-        header.pointee.extra_len = uInt(extraField.count)
-    }
-
-    /// A header for inflate to fill, keeping up to `capacity` bytes of the extra field.
-    init(readingUpTo capacity: Int) throws {
-        header = .allocate(capacity: 1)
-        header.initialize(to: gz_header())
-        extra = .allocate(capacity: capacity)
-        header.pointee.extra = extra
-        header.pointee.extra_max = uInt(capacity)
-    }
-
-    deinit {
-        header.deinitialize(count: 1)
-        header.deallocate()
-        extra.deallocate()
-    }
-
-    /// Whether inflate has read the whole header.
-    var isComplete: Bool { header.pointee.done == 1 }
-
-    /// The extra field inflate read, once the header is complete; nil when the header has none.
-    var extraField: [UInt8]? {
-        guard isComplete, let pointer = header.pointee.extra else { return nil }
-        let count = min(Int(header.pointee.extra_len), Int(header.pointee.extra_max))
-        return Array(UnsafeBufferPointer(start: pointer, count: count))
     }
 }
 
@@ -477,18 +257,13 @@ public struct PlaintextChecksum: Sendable, Equatable, CustomStringConvertible {
 
     /// Adds a piece whose own checksum is `crc`, `length` bytes long, after the bytes so far.
     public mutating func append(crc pieceCRC: UInt32, length pieceLength: Int64) {
-        crc = UInt32(offsite_crc32_combine(UInt(crc), UInt(pieceCRC), pieceLength))
+        crc = Zlib.crc32Combine(crc, pieceCRC, secondLength: pieceLength)
         length += pieceLength
     }
 
     /// Adds `bytes` after the bytes so far.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        var offset = 0
-        while offset < bytes.count {
-            let count = min(bytes.count - offset, Int(UInt32.max))
-            crc = UInt32(crc32(uLong(crc), bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self), uInt(count)))
-            offset += count
-        }
+        crc = Zlib.crc32(crc, bytes)
         length += Int64(bytes.count)
     }
 
@@ -506,42 +281,4 @@ public struct PlaintextChecksum: Sendable, Equatable, CustomStringConvertible {
         try readFile(at: path, into: sink)
         return sink.checksum
     }
-}
-
-/// How many bytes of input each deflate block of the gzip member `member` holds, in order (found by
-/// inflating it one block at a time); for tests of `DeflateTuning.blockInputLimit`.
-func deflateBlockInputCounts(ofMember member: [UInt8]) throws -> [Int] {
-    let stream = try ZStream(direction: .inflate)
-    let z = stream.pointer
-    var counts: [Int] = []
-    var current = 0
-    let output = UnsafeMutablePointer<Bytef>.allocate(capacity: 64 * 1024)
-    defer {
-        output.deallocate()
-        z.pointee.next_in = nil
-        z.pointee.avail_in = 0
-        z.pointee.next_out = nil
-        z.pointee.avail_out = 0
-    }
-    try member.withUnsafeBufferPointer { input in
-        z.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
-        z.pointee.avail_in = uInt(input.count)
-        while true {
-            z.pointee.next_out = output
-            z.pointee.avail_out = 64 * 1024
-            let rc = inflate(z, Z_BLOCK)
-            current += 64 * 1024 - Int(z.pointee.avail_out)
-            if rc == Z_STREAM_END { break }
-            guard rc == Z_OK else {
-                throw GzipError.zlibFailure(operation: "inflate", code: rc, detail: stream.detail(for: rc))
-            }
-            // Bit 7 of data_type: inflate stopped right after a block's end (or after the header).
-            if z.pointee.data_type & 128 != 0 && current > 0 {
-                counts.append(current)
-                current = 0
-            }
-        }
-    }
-    if current > 0 { counts.append(current) }
-    return counts
 }

@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -24,7 +23,8 @@ import Glibc
 ///
 /// Memory is bounded: at most two segments per worker exist, each with an input buffer of
 /// `maximumSegment` bytes and an output buffer of `maximumOutput` (only the part used is touched).
-/// `next` is only called on the thread that calls `write` and `finish`, in stream order.
+/// The segments go through a `WorkerPool` and come back in stream order. `next` is only called on
+/// the thread that calls `write` and `finish`, in stream order.
 public final class ParallelGzipDecompressor: ByteSink {
     /// The most compressed bytes a segment takes before the rest is decoded sequentially.
     public static let maximumSegment = 4 << 20
@@ -50,9 +50,9 @@ public final class ParallelGzipDecompressor: ByteSink {
 
     private let next: any ByteSink
     private let marker: [UInt8]
-    private let shared: InflateQueue
+    /// Inflates segments on the workers; they come back in stream order.
+    private let pool: WorkerPool<InflateSegment, Void>
     private let maximumSegments: Int
-    private var inFlight: [InflateSegment] = []
     private var spare: [InflateSegment] = []
     private var allocated = 0
     /// The segment being filled, and where the search for the next marker resumes in it.
@@ -72,19 +72,12 @@ public final class ParallelGzipDecompressor: ByteSink {
         let size = UInt32(truncatingIfNeeded: memberSize)
         marker = [UInt8(size & 0xff), UInt8((size >> 8) & 0xff), UInt8((size >> 16) & 0xff), UInt8(size >> 24),
                   0x1f, 0x8b, 0x08]
-        shared = InflateQueue()
-        var streams: [ZStream] = []
-        for _ in 0..<self.workerCount { streams.append(try ZStream(direction: .inflate)) }
-        for (index, stream) in streams.enumerated() {
-            let box = InflateStreamBox(stream)
-            let thread = Thread { [shared] in shared.runWorker(box.stream) }
-            thread.name = "offsite-gunzip-\(index)"
-            thread.start()
+        var workers: [(InflateSegment) throws -> Void] = []
+        for _ in 0..<self.workerCount {
+            let stream = try ZStream(direction: .inflate)
+            workers.append { segment in segment.inflate(with: stream) }
         }
-    }
-
-    deinit {
-        shared.stop()
+        pool = WorkerPool(name: "offsite-gunzip", workers: workers)
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -107,13 +100,13 @@ public final class ParallelGzipDecompressor: ByteSink {
                 current = nil
                 try submit(segment)
             }
-            while sequential == nil, !inFlight.isEmpty { try writeOldest(waiting: true) }
+            while sequential == nil, try writeOldest(waiting: true) {}
             if sequential == nil && parallelSegments == 0 {
                 // Nothing came at all: let the sequential decoder say what is wrong.
                 sequential = try GzipDecompressor(next: next)
             }
             hasEnded = true
-            shared.stop()
+            pool.stop()
             if let sequential { try sequential.finish() } else { try next.finish() }
         }
     }
@@ -233,41 +226,38 @@ public final class ParallelGzipDecompressor: ByteSink {
 
     /// Queues `segment` for a worker, then writes whatever is ready, in order.
     private func submit(_ segment: InflateSegment) throws {
-        inFlight.append(segment)
-        shared.enqueue(segment)
-        while sequential == nil, !inFlight.isEmpty, try writeOldest(waiting: false) {}
+        pool.submit(segment)
+        while sequential == nil, try writeOldest(waiting: false) {}
     }
 
     /// Writes the oldest segment's output when it is inflated (waiting for it when `waiting`);
-    /// false when it was not ready. A segment that did not inflate cleanly sends it and all after
-    /// it to the sequential decoder.
+    /// false when none was in flight or ready. A segment that did not inflate cleanly sends it
+    /// and all after it to the sequential decoder.
     @discardableResult
     private func writeOldest(waiting: Bool) throws -> Bool {
-        let oldest = inFlight[0]
-        guard shared.isDone(oldest, waiting: waiting) else { return false }
-        guard oldest.isWhole else {
-            try switchToSequential()
+        guard let (oldest, _) = pool.takeOldest(waiting: waiting) else { return false }
+        guard let produced = oldest.outputCount else {
+            try switchToSequential(from: oldest)
             return true
         }
-        inFlight.removeFirst()
         parallelSegments += 1
         parallelChecksum.append(crc: oldest.checksum.crc, length: oldest.checksum.length)
-        try next.write(UnsafeRawBufferPointer(start: oldest.output, count: oldest.outputCount))
+        try next.write(UnsafeRawBufferPointer(start: oldest.output, count: produced))
         spare.append(oldest)
         return true
     }
 
-    /// From the oldest segment in flight (or the current one) on, decodes everything in order.
-    private func switchToSequential() throws {
+    /// From `first` (the oldest segment not written), or else the oldest in flight or the current
+    /// one, on, decodes everything in order.
+    private func switchToSequential(from first: InflateSegment? = nil) throws {
         // No worker may still read a segment's input once it is handed on.
-        shared.stop()
+        let inFlight = pool.stop()
         let decoder = try GzipDecompressor(next: next, afterMembers: parallelSegments)
         sequential = decoder
-        for segment in inFlight + (current.map { [$0] } ?? []) {
+        for segment in (first.map { [$0] } ?? []) + inFlight + (current.map { [$0] } ?? []) {
             try decoder.write(UnsafeRawBufferPointer(start: segment.input, count: segment.inputCount))
             spare.append(segment)
         }
-        inFlight.removeAll()
         current = nil
     }
 
@@ -275,26 +265,23 @@ public final class ParallelGzipDecompressor: ByteSink {
     private func ending(_ body: () throws -> Void) throws {
         do { try body() } catch {
             hasEnded = true
-            shared.stop()
+            pool.stop()
             throw error
         }
     }
 }
 
 /// A stretch of compressed input and what it inflated to. Owned by the decompressor while it is
-/// filled or written out, by one worker between `enqueue` and being marked done; the hand-over
-/// happens under `InflateQueue`'s lock, hence `@unchecked Sendable`.
+/// filled or written out, by one worker while the pool has it; the pool hands it over under its
+/// lock, hence `@unchecked Sendable`.
 private final class InflateSegment: @unchecked Sendable {
     let input: UnsafeMutableRawPointer
     let output: UnsafeMutableRawPointer
     var inputCount = 0
-    var outputCount = 0
+    /// The bytes the input inflated to, when it inflated as whole members ending exactly at its end.
+    var outputCount: Int?
     /// The checksum of the output, from its members' CRC-32s.
     var checksum = PlaintextChecksum()
-    /// Whether the input inflated as whole members ending exactly at its end.
-    var isWhole = false
-    /// Guarded by the queue's lock.
-    var isDone = false
 
     init() {
         input = .allocate(byteCount: ParallelGzipDecompressor.maximumSegment, alignment: 16)
@@ -305,106 +292,14 @@ private final class InflateSegment: @unchecked Sendable {
         input.deallocate()
         output.deallocate()
     }
-}
 
-/// Carries a worker's inflate stream to its thread; only that thread uses it afterwards.
-private final class InflateStreamBox: @unchecked Sendable {
-    let stream: ZStream
-    init(_ stream: ZStream) { self.stream = stream }
-}
-
-/// The work queue between the decompressor and its workers; every field is guarded by
-/// `condition`, hence `@unchecked Sendable`.
-private final class InflateQueue: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var pending: [InflateSegment] = []
-    private var busy = 0
-    private var isStopping = false
-
-    func enqueue(_ segment: InflateSegment) {
-        condition.lock()
-        segment.isDone = false
-        pending.append(segment)
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Whether `segment` is done, waiting for it when `waiting`. A segment dropped by `stop`
-    /// before a worker took it counts as done (and not whole).
-    func isDone(_ segment: InflateSegment, waiting: Bool) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while !segment.isDone {
-            if !waiting { return false }
-            condition.wait()
-        }
-        return true
-    }
-
-    /// Drops what no worker has taken, waits until no worker holds a segment, and lets them exit.
-    func stop() {
-        condition.lock()
-        isStopping = true
-        for segment in pending {
-            segment.isWhole = false
-            segment.isDone = true
-        }
-        pending.removeAll()
-        condition.broadcast()
-        while busy > 0 { condition.wait() }
-        condition.unlock()
-    }
-
-    func runWorker(_ stream: ZStream) {
-        while let segment = take() {
-            segment.isWhole = Self.inflateWhole(segment, with: stream)
-            condition.lock()
-            segment.isDone = true
-            busy -= 1
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
-
-    private func take() -> InflateSegment? {
-        condition.lock()
-        defer { condition.unlock() }
-        while pending.isEmpty && !isStopping { condition.wait() }
-        if isStopping { return nil }
-        busy += 1
-        return pending.removeFirst()
-    }
-
-    /// Inflates the segment's input into its output; true when it was one or more complete,
-    /// intact gzip members that end exactly at the input's end and fit the output buffer.
-    static func inflateWhole(_ segment: InflateSegment, with stream: ZStream) -> Bool {
-        let z = stream.pointer
-        segment.checksum = PlaintextChecksum()
-        guard segment.inputCount > 0, inflateReset(z) == Z_OK else { return false }
-        z.pointee.next_in = segment.input.assumingMemoryBound(to: Bytef.self)
-        z.pointee.avail_in = uInt(segment.inputCount)
-        z.pointee.next_out = segment.output.assumingMemoryBound(to: Bytef.self)
-        z.pointee.avail_out = uInt(ParallelGzipDecompressor.maximumOutput)
-        defer {
-            segment.outputCount = ParallelGzipDecompressor.maximumOutput - Int(z.pointee.avail_out)
-            z.pointee.next_in = nil
-            z.pointee.avail_in = 0
-            z.pointee.next_out = nil
-            z.pointee.avail_out = 0
-        }
-        while true {
-            let rc = inflate(z, Z_NO_FLUSH)
-            guard rc == Z_STREAM_END else {
-                // Z_OK or Z_BUF_ERROR here means the input or the output ran out inside a member;
-                // anything else is damaged data. Either way the sequential decoder takes over.
-                return false
-            }
-            // A whole member: `adler` is its CRC-32, `total_out` its length (since the last reset).
-            segment.checksum.append(crc: UInt32(truncatingIfNeeded: z.pointee.adler), length: Int64(z.pointee.total_out))
-            if z.pointee.avail_in == 0 { return true }
-            // Another member follows in the same segment: it must start with the magic number.
-            guard z.pointee.avail_in >= 2, z.pointee.next_in[0] == 0x1f, z.pointee.next_in[1] == 0x8b,
-                  inflateReset(z) == Z_OK else { return false }
-        }
+    /// Inflates the input into the output (on a worker); sets `outputCount` and `checksum` when it
+    /// was whole.
+    func inflate(with stream: ZStream) {
+        let inflated = stream.inflateWholeMembers(
+            from: UnsafeRawBufferPointer(start: input, count: inputCount),
+            into: UnsafeMutableRawBufferPointer(start: output, count: ParallelGzipDecompressor.maximumOutput))
+        outputCount = inflated?.count
+        checksum = inflated?.checksum ?? PlaintextChecksum()
     }
 }

@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 
 /// Compresses on every core: the input is cut into fixed-size blocks, each block is compressed
@@ -12,8 +11,10 @@ import Foundation
 /// stream, with little memory.
 ///
 /// Memory is bounded: at most two blocks per worker are in flight (each with its input and output
-/// buffer); `write` waits when all are taken. A worker's failure is thrown by the next `write` or
-/// `finish`. The next sink is only ever called on the thread that calls `write` and `finish`.
+/// buffer); `write` waits when all are taken. The blocks go through a `WorkerPool` and come back
+/// in input order; a worker's failure is thrown by the `write` or `finish` that reaches its block,
+/// and nothing after that block is written. The next sink is only ever called on the thread that
+/// calls `write` and `finish`.
 public final class ParallelGzipCompressor: ByteSink {
     /// The default block size: 1 MiB (see the type's documentation for why).
     public static let defaultBlockSize = 1 << 20
@@ -26,10 +27,9 @@ public final class ParallelGzipCompressor: ByteSink {
     public let workerCount: Int
 
     private let next: any ByteSink
-    private let shared: ParallelGzipQueue
+    /// Compresses blocks on the workers; they come back in input order.
+    private let pool: WorkerPool<CompressionBlock, Void>
     private let maximumBlocks: Int
-    /// Blocks handed to workers and not yet written to `next`, in input order (writer-owned).
-    private var inFlight: [CompressionBlock] = []
     /// Blocks ready for reuse (writer-owned).
     private var spare: [CompressionBlock] = []
     private var allocatedBlocks = 0
@@ -78,19 +78,17 @@ public final class ParallelGzipCompressor: ByteSink {
         self.workerCount = max(workerCount, 1)
         self.next = next
         self.maximumBlocks = 2 * self.workerCount
-        shared = ParallelGzipQueue(failingBlock: failingBlock)
-        for index in 0..<self.workerCount {
-            let thread = Thread { [shared, level] in
-                if background { yieldToTheApplication() }
-                shared.runWorker(level: Int32(level))
+        var workers: [(CompressionBlock) throws -> Void] = []
+        for _ in 0..<self.workerCount {
+            let stream = try ZStream(direction: .deflate, level: level)
+            workers.append { block in
+                if block.sequence == failingBlock {
+                    throw GzipError.zlibFailure(operation: "deflate", code: -2, detail: "injected failure")  // -2: Z_STREAM_ERROR
+                }
+                try block.compress(with: stream)
             }
-            thread.name = "offsite-gzip-\(index)"
-            thread.start()
         }
-    }
-
-    deinit {
-        shared.stop()
+        pool = WorkerPool(name: "offsite-gzip", background: background, workers: workers)
     }
 
     /// Lets the first block (the first `blockSize` bytes of the input) come last: what `write`
@@ -119,8 +117,7 @@ public final class ParallelGzipCompressor: ByteSink {
         let block = reused ?? CompressionBlock(capacity: blockSize, outputCapacity: Self.outputBound(blockSize))
         bytes.withUnsafeBytes { block.input.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
         block.inputCount = bytes.count
-        let stream = try ZStream(direction: .deflate, level: Int32(level))
-        try ParallelGzipQueue.compress(block, with: stream)
+        try block.compress(with: try ZStream(direction: .deflate, level: level))
         try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
         plaintextChecksum.append(crc: block.crc, length: Int64(block.inputCount))
         if reused != nil { spare.append(block) }
@@ -179,10 +176,10 @@ public final class ParallelGzipCompressor: ByteSink {
             try submit(block)
         }
         try ending {
-            while !inFlight.isEmpty { try writeOldest(waiting: true) }
+            while try writeOldest(waiting: true) {}
             try writeDeferredFirst()
             hasEnded = true
-            shared.stop()
+            pool.stop()
             try next.finish()
         }
     }
@@ -209,20 +206,18 @@ public final class ParallelGzipCompressor: ByteSink {
     private func submit(_ block: CompressionBlock) throws {
         block.sequence = nextSequence
         nextSequence += 1
-        inFlight.append(block)
+        pool.submit(block)
         try ending {
-            try shared.enqueue(block)
-            while !inFlight.isEmpty, try writeOldest(waiting: false) {}
+            while try writeOldest(waiting: false) {}
         }
     }
 
     /// Writes the oldest block in flight to `next` when it is compressed (waiting for it when
-    /// `waiting`), and returns it to the spares; false when it was not ready.
+    /// `waiting`), and returns it to the spares; false when none was in flight or ready.
     @discardableResult
     private func writeOldest(waiting: Bool) throws -> Bool {
-        let oldest = inFlight[0]
-        guard try shared.isCompressed(oldest, waiting: waiting) else { return false }
-        inFlight.removeFirst()
+        guard let (oldest, outcome) = pool.takeOldest(waiting: waiting) else { return false }
+        try outcome.get()
         try emit(oldest)
         spare.append(oldest)
         return true
@@ -232,7 +227,7 @@ public final class ParallelGzipCompressor: ByteSink {
     private func ending(_ body: () throws -> Void) throws {
         do { try body() } catch {
             hasEnded = true
-            shared.stop()
+            pool.stop()
             throw error
         }
     }
@@ -280,9 +275,9 @@ private struct DeferredFirstBlock {
 }
 
 /// One block of input and the gzip member made of it. Owned by the writer while it fills the
-/// input or writes out the output, and by one worker between `enqueue` and being marked
-/// compressed; the hand-over happens under `ParallelGzipQueue`'s lock, so no two threads touch
-/// the buffers at once — which is why the class is `@unchecked Sendable`.
+/// input or writes out the output, and by one worker while the pool has it; the pool hands it over
+/// under its lock, so no two threads touch the buffers at once — which is why the class is
+/// `@unchecked Sendable`.
 private final class CompressionBlock: @unchecked Sendable {
     let input: UnsafeMutableRawPointer
     let output: UnsafeMutableRawPointer
@@ -292,8 +287,6 @@ private final class CompressionBlock: @unchecked Sendable {
     /// The CRC-32 of the input, as the member's trailer holds it.
     var crc: UInt32 = 0
     var sequence = 0
-    /// Guarded by the queue's lock.
-    var isCompressed = false
 
     init(capacity: Int, outputCapacity: Int) {
         input = .allocate(byteCount: capacity, alignment: 16)
@@ -305,127 +298,11 @@ private final class CompressionBlock: @unchecked Sendable {
         input.deallocate()
         output.deallocate()
     }
-}
 
-/// The work queue between the writer and the workers. Every field is guarded by `condition`,
-/// hence `@unchecked Sendable`.
-private final class ParallelGzipQueue: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var pending: [CompressionBlock] = []
-    private var failure: Error?
-    private var isStopping = false
-    private let failingBlock: Int?
-
-    init(failingBlock: Int?) {
-        self.failingBlock = failingBlock
-    }
-
-    /// Queues `block` for a worker; throws a worker's earlier failure instead.
-    func enqueue(_ block: CompressionBlock) throws {
-        condition.lock()
-        defer { condition.unlock() }
-        if let failure { throw failure }
-        block.isCompressed = false
-        pending.append(block)
-        condition.broadcast()
-    }
-
-    /// Whether `block` is compressed, waiting for it when `waiting`; throws a worker's failure.
-    func isCompressed(_ block: CompressionBlock, waiting: Bool) throws -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if let failure { throw failure }
-            if block.isCompressed { return true }
-            if !waiting { return false }
-            condition.wait()
-        }
-    }
-
-    /// Tells the workers to exit once they are idle.
-    func stop() {
-        condition.lock()
-        isStopping = true
-        pending.removeAll()
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// A worker's life: take a block, compress it into one gzip member, mark it done.
-    func runWorker(level: Int32) {
-        let stream: ZStream
-        do {
-            stream = try ZStream(direction: .deflate, level: level)
-        } catch {
-            fail(error)
-            return
-        }
-        while let block = take() {
-            do {
-                if block.sequence == failingBlock {
-                    throw GzipError.zlibFailure(operation: "deflate", code: Z_STREAM_ERROR, detail: "injected failure")
-                }
-                try Self.compress(block, with: stream)
-                condition.lock()
-                block.isCompressed = true
-                condition.broadcast()
-                condition.unlock()
-            } catch {
-                fail(error)
-                return
-            }
-        }
-    }
-
-    private func take() -> CompressionBlock? {
-        condition.lock()
-        defer { condition.unlock() }
-        while pending.isEmpty && !isStopping && failure == nil { condition.wait() }
-        if isStopping || failure != nil { return nil }
-        return pending.removeFirst()
-    }
-
-    private func fail(_ error: Error) {
-        condition.lock()
-        if failure == nil { failure = error }
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Deflates the block's whole input into one gzip member in its output buffer, ending a deflate
-    /// block after every `blockInputLimit` bytes of input where the level's tuning says so.
-    static func compress(_ block: CompressionBlock, with stream: ZStream) throws {
-        let z = stream.pointer
-        let resetCode = stream.reset()
-        guard resetCode == Z_OK else {
-            throw GzipError.zlibFailure(operation: "deflateReset", code: resetCode, detail: stream.detail(for: resetCode))
-        }
-        let input = block.input.assumingMemoryBound(to: Bytef.self)
-        z.pointee.next_out = block.output.assumingMemoryBound(to: Bytef.self)
-        z.pointee.avail_out = uInt(block.outputCapacity)
-        defer {
-            z.pointee.next_in = nil
-            z.pointee.avail_in = 0
-            z.pointee.next_out = nil
-            z.pointee.avail_out = 0
-        }
-        let step = stream.tuning?.blockInputLimit ?? max(block.inputCount, 1)
-        var offset = 0
-        repeat {
-            let count = min(step, block.inputCount - offset)
-            let isLast = offset + count == block.inputCount
-            z.pointee.next_in = count > 0 ? input + offset : nil
-            z.pointee.avail_in = uInt(count)
-            let rc = deflate(z, isLast ? Z_FINISH : Z_BLOCK)
-            // The output buffer holds the worst case (a stored block per step costs less than the
-            // margin), so every call takes all its input and the last one ends the member.
-            guard isLast ? rc == Z_STREAM_END : (rc == Z_OK && z.pointee.avail_in == 0) else {
-                throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
-            }
-            offset += count
-        } while offset < block.inputCount
-        block.outputCount = block.outputCapacity - Int(z.pointee.avail_out)
-        // For a gzip stream zlib keeps the input's CRC-32 in `adler`.
-        block.crc = UInt32(truncatingIfNeeded: z.pointee.adler)
+    /// Deflates the whole input into one gzip member in the output buffer, ending a deflate block
+    /// after every `blockInputLimit` bytes of input where the level's tuning says so.
+    func compress(with stream: ZStream) throws {
+        (outputCount, crc) = try stream.deflateMember(from: UnsafeRawBufferPointer(start: input, count: inputCount),
+                                                      into: UnsafeMutableRawBufferPointer(start: output, count: outputCapacity))
     }
 }

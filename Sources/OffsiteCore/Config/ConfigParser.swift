@@ -443,9 +443,10 @@ func parseTarget(_ node: ConfigNode, warnings: inout [String]) throws -> TargetC
         }
     }
     target.retention = try object.node("retention").map { try parseRetention($0) } ?? .keepEverything
-    target.insecureSkipVerify = try object.bool("insecureSkipVerify") ?? false
-    target.timeout = try object.duration("timeout")
-    if target.insecureSkipVerify {
+    var connection = ConnectionSettings()
+    connection.insecureSkipVerify = try object.bool("insecureSkipVerify") ?? false
+    connection.timeout = try object.duration("timeout")
+    if connection.insecureSkipVerify {
         warnings.append("target \(name): TLS certificate verification is off (insecureSkipVerify)")
     }
     func warnIfInline(_ key: String) {
@@ -454,55 +455,68 @@ func parseTarget(_ node: ConfigNode, warnings: inout [String]) throws -> TargetC
         }
     }
 
-    switch location.kind {
-    case .s3:
-        let environment = node.context.environment
-        target.endpoint = try object.node("endpoint").map { try parseEndpoint(try $0.nonEmptyString(), keyPath: $0.path) }
-            ?? environmentValue(environment, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL").map {
-                try parseEndpoint($0.value, keyPath: $0.name)
-            }
-        target.region = try object.string("region") ?? environmentValue(environment, "AWS_REGION", "AWS_DEFAULT_REGION")?.value
-        target.pathStyle = try object.bool("pathStyle")
-        target.storageClass = try object.string("storageClass")
-        target.accessKeyId = try object.string("accessKeyId")
-        target.secretAccessKey = try object.secret("secretAccessKey", fileKey: "secretAccessKeyFile")
-        target.sessionToken = try object.string("sessionToken").map(Secret.init)
-        warnIfInline("secretAccessKey")
-        if target.accessKeyId == nil && target.secretAccessKey == nil {
-            target.accessKeyId = environmentValue(environment, "AWS_ACCESS_KEY_ID")?.value
-            if let secret = environmentValue(environment, "AWS_SECRET_ACCESS_KEY") {
-                target.secretAccessKey = Secret(secret.value)
-            } else if let file = environmentValue(environment, "AWS_SECRET_ACCESS_KEY_FILE") {
-                target.secretAccessKey = Secret(try readSecretFile(
-                    resolvePath(file.value, against: node.context.baseDirectory), keyPath: file.name))
-            }
-            if target.sessionToken == nil {
-                target.sessionToken = environmentValue(environment, "AWS_SESSION_TOKEN").map { Secret($0.value) }
-            }
-        }
-        if (target.accessKeyId == nil) != (target.secretAccessKey == nil) {
-            let missing = target.accessKeyId == nil ? "accessKeyId" : "secretAccessKey"
-            throw object.error(at: missing, "required: accessKeyId and secretAccessKey go together",
-                               hint: "set both in the target, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        }
-        if let partSize = object.node("partSize") {
-            target.partSize = try parseByteSize(partSize, in: 5 * 1_048_576...5 * 1_073_741_824)
-        }
-        target.concurrency = try object.integer("concurrency", in: 1...64)
-    case .webDAV:
-        target.username = try object.string("username")
-        target.password = try object.secret("password", fileKey: "passwordFile")
+    switch target.store {
+    case var .s3(settings):
+        settings.connection = connection
+        try parseS3Settings(object, into: &settings, context: node.context, warnIfInline: warnIfInline)
+        target.store = .s3(settings)
+    case var .webDAV(settings):
+        settings.connection = connection
+        let username = try object.string("username")
+        let password = try object.secret("password", fileKey: "passwordFile")
         warnIfInline("password")
-        if target.password != nil && target.username == nil {
-            throw object.error(at: "username", "required when a password is given")
+        switch (username, password) {
+        case let (username?, password?): settings.credentials = HTTPCredentials(username: username, password: password)
+        case (nil, _?): throw object.error(at: "username", "required when a password is given")
+        case (_?, nil): throw object.error(at: "password", "required when a username is given (or passwordFile)")
+        case (nil, nil): break
         }
-        if target.username != nil && target.password == nil {
-            throw object.error(at: "password", "required when a username is given (or passwordFile)")
-        }
+        target.store = .webDAV(settings)
     case .folder:
         break
     }
     return target
+}
+
+/// The S3 keys of a target entry, with the standard `AWS_*` variables where the entry is silent.
+private func parseS3Settings(_ object: ConfigObject, into settings: inout S3TargetSettings, context: ConfigContext,
+                             warnIfInline: (String) -> Void) throws {
+    let environment = context.environment
+    settings.endpoint = try object.node("endpoint").map { try parseEndpoint(try $0.nonEmptyString(), keyPath: $0.path) }
+        ?? environmentValue(environment, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL").map {
+            try parseEndpoint($0.value, keyPath: $0.name)
+        }
+    settings.region = try object.string("region") ?? environmentValue(environment, "AWS_REGION", "AWS_DEFAULT_REGION")?.value
+    settings.pathStyle = try object.bool("pathStyle")
+    settings.storageClass = try object.string("storageClass")
+    var accessKeyId = try object.string("accessKeyId")
+    var secretAccessKey = try object.secret("secretAccessKey", fileKey: "secretAccessKeyFile")
+    var sessionToken = try object.string("sessionToken").map(Secret.init)
+    warnIfInline("secretAccessKey")
+    if accessKeyId == nil && secretAccessKey == nil {
+        accessKeyId = environmentValue(environment, "AWS_ACCESS_KEY_ID")?.value
+        if let secret = environmentValue(environment, "AWS_SECRET_ACCESS_KEY") {
+            secretAccessKey = Secret(secret.value)
+        } else if let file = environmentValue(environment, "AWS_SECRET_ACCESS_KEY_FILE") {
+            secretAccessKey = Secret(try readSecretFile(resolvePath(file.value, against: context.baseDirectory), keyPath: file.name))
+        }
+        if sessionToken == nil {
+            sessionToken = environmentValue(environment, "AWS_SESSION_TOKEN").map { Secret($0.value) }
+        }
+    }
+    switch (accessKeyId, secretAccessKey) {
+    case let (accessKeyId?, secretAccessKey?):
+        settings.credentials = S3Credentials(accessKeyId: accessKeyId, secretAccessKey: secretAccessKey, sessionToken: sessionToken)
+    case (nil, nil):
+        break
+    default:
+        throw object.error(at: accessKeyId == nil ? "accessKeyId" : "secretAccessKey", "required: accessKeyId and secretAccessKey go together",
+                           hint: "set both in the target, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    }
+    if let partSize = object.node("partSize") {
+        settings.partSize = try parseByteSize(partSize, in: 5 * 1_048_576...5 * 1_073_741_824)
+    }
+    settings.concurrency = try object.integer("concurrency", in: 1...64)
 }
 
 private func environmentValue(_ environment: [String: String], _ names: String...) -> (name: String, value: String)? {

@@ -272,55 +272,157 @@ public enum TargetLocation: Sendable, Equatable {
     }
 }
 
-/// One target.
+/// One target: its name, its URL, when it is due and what it keeps, and the settings of its kind
+/// of store (`store`), which only that kind has.
 public struct TargetConfig: Sendable, Equatable {
     /// Its unique name (`s3`, `nas`).
     public var name: String
     /// The URL as configured (never holds credentials).
     public var url: String
-    /// The parsed URL.
-    public var location: TargetLocation
-    /// S3: the endpoint (`https://…`), or nil for AWS itself.
-    public var endpoint: URL?
-    /// S3: the region, or nil for the backend's default.
-    public var region: String?
-    /// S3: path-style addressing; nil lets the backend choose.
-    public var pathStyle: Bool?
-    /// S3: the storage class for uploads, or nil.
-    public var storageClass: String?
-    /// S3: the access key id.
-    public var accessKeyId: String?
-    /// S3: the secret access key.
-    public var secretAccessKey: Secret?
-    /// S3: the session token of temporary credentials.
-    public var sessionToken: Secret?
-    /// WebDAV: the user name.
-    public var username: String?
-    /// WebDAV: the password.
-    public var password: Secret?
-    /// S3 and WebDAV: skip TLS certificate verification (default false).
-    public var insecureSkipVerify: Bool
+    /// Where the store is and how it is reached.
+    public var store: TargetStore
     /// A cron schedule (`0 2 * * *`) for this target, or nil to follow the global schedule.
     public var schedule: String?
     /// What this target keeps; empty (the default) keeps everything.
     public var retention: RetentionPolicy
-    /// S3: the multipart part size in bytes, or nil for the backend's default.
-    public var partSize: Int?
-    /// S3: parts uploaded at once, or nil for the backend's default.
-    public var concurrency: Int?
-    /// S3 and WebDAV: the timeout of one request, or nil for the backend's default.
-    public var timeout: Duration?
 
+    /// The parsed URL.
+    public var location: TargetLocation { store.location }
     /// The kind of store.
     public var kind: TargetKind { location.kind }
 
-    /// Creates a target with only a name and location; everything else is off or default.
-    public init(name: String, url: String, location: TargetLocation) {
+    /// Creates a target of `store`, following the global schedule and keeping everything.
+    public init(name: String, url: String, store: TargetStore) {
         self.name = name
         self.url = url
-        self.location = location
-        self.insecureSkipVerify = false
+        self.store = store
         self.retention = .keepEverything
+    }
+
+    /// Creates a target with only a name and location; everything else is off or default.
+    public init(name: String, url: String, location: TargetLocation) {
+        self.init(name: name, url: url, store: TargetStore(location))
+    }
+}
+
+/// A target's store with the settings of its kind.
+public enum TargetStore: Sendable, Equatable {
+    /// An S3-compatible object store.
+    case s3(S3TargetSettings)
+    /// A WebDAV server.
+    case webDAV(WebDAVTargetSettings)
+    /// A folder, such as a mounted disk.
+    case folder(path: String)
+
+    /// The store at `location` with default settings: no credentials, the backend's defaults.
+    public init(_ location: TargetLocation) {
+        switch location {
+        case let .s3(bucket, prefix): self = .s3(S3TargetSettings(bucket: bucket, prefix: prefix))
+        case let .webDAV(baseURL): self = .webDAV(WebDAVTargetSettings(baseURL: baseURL))
+        case let .folder(path): self = .folder(path: path)
+        }
+    }
+
+    /// Where it is.
+    public var location: TargetLocation {
+        switch self {
+        case let .s3(settings): return .s3(bucket: settings.bucket, prefix: settings.prefix)
+        case let .webDAV(settings): return .webDAV(baseURL: settings.baseURL)
+        case let .folder(path): return .folder(path: path)
+        }
+    }
+
+    /// The S3 settings, for an S3 target.
+    public var s3: S3TargetSettings? {
+        if case let .s3(settings) = self { return settings }
+        return nil
+    }
+
+    /// The WebDAV settings, for a WebDAV target.
+    public var webDAV: WebDAVTargetSettings? {
+        if case let .webDAV(settings) = self { return settings }
+        return nil
+    }
+}
+
+/// How a remote target's requests go.
+public struct ConnectionSettings: Sendable, Equatable {
+    /// Skip TLS certificate verification (default false).
+    public var insecureSkipVerify = false
+    /// The timeout of one request, or nil for the default, 60 s.
+    public var timeout: Duration?
+
+    /// Verifies certificates, default timeout.
+    public init() {}
+
+    /// The client settings: connecting may take `timeout` up to 20 s, a transfer that moves
+    /// nothing for `timeout` is abandoned.
+    func clientOptions(credentials: HTTPCredentials? = nil) -> HTTPClientOptions {
+        let limit = timeout ?? .seconds(60)
+        return HTTPClientOptions(connectTimeout: min(limit, .seconds(20)), stallTimeout: limit,
+                                 verifiesTLS: !insecureSkipVerify, credentials: credentials)
+    }
+}
+
+/// An S3 target's settings.
+public struct S3TargetSettings: Sendable, Equatable {
+    /// The bucket.
+    public var bucket: String
+    /// The key prefix; no leading or trailing `/`, may be empty.
+    public var prefix: String
+    /// The endpoint (`https://…`), or nil for AWS itself.
+    public var endpoint: URL?
+    /// The region, or nil for the backend's default.
+    public var region: String?
+    /// Path-style addressing; nil lets the backend choose.
+    public var pathStyle: Bool?
+    /// The storage class for uploads, or nil.
+    public var storageClass: String?
+    /// The credentials, or nil when none were given (the target then refuses to open).
+    public var credentials: S3Credentials?
+    /// The multipart part size in bytes, or nil for the backend's default.
+    public var partSize: Int?
+    /// Parts uploaded at once, or nil for the backend's default.
+    public var concurrency: Int?
+    /// TLS and timeouts.
+    public var connection = ConnectionSettings()
+
+    /// Settings for `prefix` in `bucket`; everything else default.
+    public init(bucket: String, prefix: String) {
+        self.bucket = bucket
+        self.prefix = prefix
+    }
+}
+
+/// An S3 access key, whole.
+public struct S3Credentials: Sendable, Equatable {
+    /// The access key id.
+    public var accessKeyId: String
+    /// The secret access key.
+    public var secretAccessKey: Secret
+    /// The session token of temporary credentials.
+    public var sessionToken: Secret?
+
+    /// Creates credentials.
+    public init(accessKeyId: String, secretAccessKey: Secret, sessionToken: Secret? = nil) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+    }
+}
+
+/// A WebDAV target's settings.
+public struct WebDAVTargetSettings: Sendable, Equatable {
+    /// The `https://HOST/PATH` base URL.
+    public var baseURL: URL
+    /// The user name and password (Basic or Digest, as the server asks), or nil for none.
+    public var credentials: HTTPCredentials?
+    /// TLS and timeouts.
+    public var connection = ConnectionSettings()
+
+    /// Settings for `baseURL`, without credentials.
+    public init(baseURL: URL) {
+        self.baseURL = baseURL
     }
 }
 

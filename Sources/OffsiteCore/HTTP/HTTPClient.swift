@@ -10,12 +10,17 @@ import Foundation
 /// the Digest nonce the handle already holds: one round trip instead of two.
 ///
 /// `perform` blocks the calling thread: call it from a dedicated thread, never from the Swift
-/// concurrency pool.
+/// concurrency pool. A `Cancellation` given to `perform` aborts the transfer within about a
+/// tenth of a second of being raised: the transfer is driven in steps of at most 100 ms, and
+/// libcurl's progress callback, called at each step, stops it.
 public final class HTTPClient: @unchecked Sendable {
+    /// The linked libcurl's version (`7.88.1`).
+    public static var libraryVersion: String { String(cString: offsite_curl_version()) }
+
     /// The settings every request uses.
     public let options: HTTPClientOptions
     private let lock = NSLock()
-    private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var idleHandles: [CurlHandle] = []
     private var learnedScheme: HTTPAuthenticationScheme?
 
     /// Creates a client.
@@ -24,24 +29,24 @@ public final class HTTPClient: @unchecked Sendable {
         self.options = options
     }
 
-    deinit {
-        for handle in idleHandles { curl_easy_cleanup(handle) }
-    }
-
     private static let globalInitialization: Void = { _ = offsite_curl_global_init() }()
 
     /// Sends `request` and waits for the whole response. With a `sink`, a 2xx body is streamed
     /// into it (without finishing it) and any other body is collected into the response, so an
     /// error body never reaches the sink. `onHead` sees the final status and headers before any
-    /// body byte. Throws `HTTPTransportError` when no complete response arrived, and rethrows
-    /// what the sink threw.
+    /// body byte. Throws `HTTPTransportError` when no complete response arrived,
+    /// `OperationCancelled` when `cancellation` was raised, and rethrows what the sink threw.
     public func perform(_ request: HTTPRequest, streamingInto sink: (any ByteSink)? = nil,
-                        onHead: ((_ status: Int, _ headers: [(name: String, value: String)]) -> Void)? = nil) throws -> HTTPResponse {
-        let handle = try takeHandle()
+                        onHead: ((_ status: Int, _ headers: [(name: String, value: String)]) -> Void)? = nil,
+                        cancellation: Cancellation? = nil) throws -> HTTPResponse {
+        try cancellation?.check()
+        let curl = try takeHandle()
+        let handle = curl.easy
         var reusable = true
-        defer { giveBack(handle, reusable: reusable) }
+        defer { giveBack(curl, reusable: reusable) }
 
-        let transfer = Transfer(body: request.body, sink: sink, collectedBodyLimit: options.collectedBodyLimit, onHead: onHead)
+        let transfer = Transfer(body: request.body, sink: sink, collectedBodyLimit: options.collectedBodyLimit, onHead: onHead,
+                                cancellation: cancellation)
         try transfer.openBody()
         defer { transfer.closeBody() }
 
@@ -84,6 +89,9 @@ public final class HTTPClient: @unchecked Sendable {
             offsite_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context),
             offsite_curl_setopt_data_function(handle, CURLOPT_WRITEFUNCTION, writeCallback),
             offsite_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context),
+            offsite_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0),
+            offsite_curl_setopt_progress_function(handle, progressCallback),
+            offsite_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context),
         ]
         if let credentials = options.credentials {
             // One scheme, once learned: libcurl then sends credentials without asking first.
@@ -119,9 +127,13 @@ public final class HTTPClient: @unchecked Sendable {
         defer { errorBuffer.deallocate() }
         _ = offsite_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
 
-        let code = curl_easy_perform(handle)
+        let code = curl.perform()
         if let sinkError = transfer.sinkError { throw sinkError }
         if let bodyError = transfer.bodyError { throw bodyError }
+        if transfer.wasCancelled {
+            reusable = false
+            throw OperationCancelled()
+        }
         guard code == CURLE_OK else {
             reusable = false
             let detail = String(cString: errorBuffer)
@@ -161,22 +173,19 @@ public final class HTTPClient: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func takeHandle() throws -> UnsafeMutableRawPointer {
+    private func takeHandle() throws -> CurlHandle {
         lock.lock()
         let idle = idleHandles.popLast()
         lock.unlock()
         if let idle { return idle }
-        guard let raw = curl_easy_init() else {
+        guard let handle = CurlHandle() else {
             throw HTTPTransportError(code: -1, detail: "libcurl could not create a handle", isRetryable: false)
         }
-        return raw
+        return handle
     }
 
-    private func giveBack(_ handle: UnsafeMutableRawPointer, reusable: Bool) {
-        guard reusable else {
-            curl_easy_cleanup(handle)
-            return
-        }
+    private func giveBack(_ handle: CurlHandle, reusable: Bool) {
+        guard reusable else { return }
         lock.lock()
         idleHandles.append(handle)
         lock.unlock()
@@ -188,6 +197,47 @@ public final class HTTPClient: @unchecked Sendable {
 
     private func curlMessage(_ code: CURLcode) -> String {
         String(cString: curl_easy_strerror(code))
+    }
+}
+
+/// A libcurl easy handle and the multi handle that drives it. The pair lives as long as the handle
+/// is reused: the multi handle keeps the connections, the easy handle the Digest nonce.
+private final class CurlHandle {
+    let easy: UnsafeMutableRawPointer
+    let multi: UnsafeMutableRawPointer
+
+    init?() {
+        guard let easy = curl_easy_init() else { return nil }
+        guard let multi = curl_multi_init() else {
+            curl_easy_cleanup(easy)
+            return nil
+        }
+        self.easy = easy
+        self.multi = multi
+    }
+
+    deinit {
+        curl_multi_cleanup(multi)
+        curl_easy_cleanup(easy)
+    }
+
+    /// Runs the transfer set up on the easy handle to its end; returns its result. Waits at most
+    /// 100 ms at a time, so the progress callback (which stops a cancelled transfer) runs at
+    /// least that often even while the server says nothing.
+    func perform() -> CURLcode {
+        guard curl_multi_add_handle(multi, easy) == CURLM_OK else { return CURLE_FAILED_INIT }
+        defer { curl_multi_remove_handle(multi, easy) }
+        var running: Int32 = 1
+        while true {
+            guard curl_multi_perform(multi, &running) == CURLM_OK else { return CURLE_FAILED_INIT }
+            if running == 0 { break }
+            guard curl_multi_poll(multi, nil, 0, 100, nil) == CURLM_OK else { return CURLE_FAILED_INIT }
+        }
+        var queued: Int32 = 0
+        while let message = curl_multi_info_read(multi, &queued) {
+            if message.pointee.msg == CURLMSG_DONE { return message.pointee.data.result }
+        }
+        return CURLE_FAILED_INIT
     }
 }
 
@@ -208,13 +258,23 @@ private final class Transfer {
     var bodyError: Error?
     var collectedTooMuch = false
     let onHead: ((Int, [(name: String, value: String)]) -> Void)?
+    let cancellation: Cancellation?
+    /// Whether the progress callback stopped the transfer because `cancellation` was raised.
+    var wasCancelled = false
 
     init(body: HTTPRequestBody, sink: (any ByteSink)?, collectedBodyLimit: Int,
-         onHead: ((Int, [(name: String, value: String)]) -> Void)?) {
+         onHead: ((Int, [(name: String, value: String)]) -> Void)?, cancellation: Cancellation?) {
         self.body = body
         self.sink = sink
         self.collectedBodyLimit = collectedBodyLimit
         self.onHead = onHead
+        self.cancellation = cancellation
+    }
+
+    /// Whether the transfer may go on (the progress callback's answer).
+    func mayContinue() -> Bool {
+        if cancellation?.isCancelled == true { wasCancelled = true }
+        return !wasCancelled
     }
 
     func openBody() throws {
@@ -325,4 +385,9 @@ private let seekCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, 
     guard origin == SEEK_SET, offset >= 0, Int64(offset) <= state.body.length else { return 2 }  // CURL_SEEKFUNC_CANTSEEK
     state.bodyPosition = Int64(offset)
     return 0  // CURL_SEEKFUNC_OK
+}
+
+private let progressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = {
+    context, _, _, _, _ in
+    transfer(context).mayContinue() ? 0 : 1  // non-zero aborts with CURLE_ABORTED_BY_CALLBACK
 }

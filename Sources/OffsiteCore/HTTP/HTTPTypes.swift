@@ -99,7 +99,7 @@ public struct HTTPClientOptions: Sendable {
 
 /// A user name and password that libcurl sends with Basic or Digest authentication. They go to
 /// libcurl as options, never into a URL, a header we build, or an error.
-public struct HTTPCredentials: Sendable {
+public struct HTTPCredentials: Sendable, Equatable {
     /// The user name.
     public var username: String
     /// The password.
@@ -189,7 +189,7 @@ public enum HTTPRetryClassification {
 }
 
 /// Exponential backoff with full jitter: attempt n (from 1) waits a random time up to
-/// `min(maximumDelay, initialDelay · 2^(n-1))`.
+/// `min(maximumDelay, initialDelay · 2^(n-1))`. `RetryingHTTPClient` applies it.
 public struct RetryPolicy: Sendable, Equatable {
     /// How many times a request is tried in all (at least 1).
     public var maximumAttempts: Int
@@ -217,22 +217,6 @@ public struct RetryPolicy: Sendable, Equatable {
         let cap = seconds(delayCap(afterAttempt: attempt))
         let wait = cap > 0 ? Double.random(in: 0...cap, using: &generator) : 0
         return .milliseconds(Int64(wait * 1000))
-    }
-
-    /// Runs `body` until it succeeds, throws an error `isRetryable` rejects, or attempts run out;
-    /// sleeps the calling thread between attempts. The last error is rethrown.
-    public func run<T>(isRetryable: (Error) -> Bool, _ body: (_ attempt: Int) throws -> T) throws -> T {
-        var generator = SystemRandomNumberGenerator()
-        var attempt = 1
-        while true {
-            do {
-                return try body(attempt)
-            } catch {
-                guard attempt < maximumAttempts, isRetryable(error) else { throw error }
-                Thread.sleep(forTimeInterval: seconds(delay(afterAttempt: attempt, using: &generator)))
-                attempt += 1
-            }
-        }
     }
 
     private func seconds(_ duration: Duration) -> Double {

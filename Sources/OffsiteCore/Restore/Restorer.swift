@@ -84,13 +84,15 @@ public func chooseRestoreSource(for job: RestoreJob) throws -> RestoreSource {
 /// temporary (a full-size plaintext copy) only when no process holds it.
 public final class RestoredFile {
     /// The temporary file.
-    public let path: String
+    public var path: String { file.temporaryPath }
     /// What the check found.
     public let info: DatabaseFileInfo
+    /// The file, synced, to be put in place.
+    let file: AtomicFile
     private let marker: Int32
 
-    init(path: String, info: DatabaseFileInfo, marker: Int32) {
-        self.path = path
+    init(file: AtomicFile, info: DatabaseFileInfo, marker: Int32) {
+        self.file = file
         self.info = info
         self.marker = marker
     }
@@ -130,7 +132,8 @@ public func removeStaleRestoreTemporaries(in folder: String, olderThan age: Time
         if free && unlink(path) == 0 { removed.append(name) }
         close(descriptor)
     }
-    if !removed.isEmpty { fsyncFolder(folder) }
+    // Not durable on purpose: a leftover that comes back after a crash is removed at the next start.
+    if !removed.isEmpty { try? fsyncDirectory(folder) }
     return removed
 }
 
@@ -151,7 +154,7 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
     let temporary = RestoredFile.temporaryPath(in: folder, database: backup.database)
     var marker: Int32 = -1
     do {
-        let file = try FileSink(creating: temporary, syncsOnFinish: false)
+        let file = try AtomicFile(temporaryPath: temporary, syncsOnFinish: false)
         marker = open(temporary, O_RDONLY | O_CLOEXEC)
         if marker >= 0 { flock(marker, LOCK_EX | LOCK_NB) }
         // Download, decryption and decompression (with the writing) each run on their own thread,
@@ -179,10 +182,14 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
             defer { progress?.end() }
             try applying(temporary, stages.decompressor.plaintextChecksum)
         }
-        // The check reads the file from the page cache; writing it to disk can go on meanwhile.
-        let info = try whileSyncing(temporary) { try verifyDatabaseFile(at: temporary, check: check) }
+        // The check reads the file from the page cache; writing it to disk goes on meanwhile.
+        let sync = JoinableThread(name: "offsite-restore-sync") { try file.sync() }
+        let checked = Result { try verifyDatabaseFile(at: temporary, check: check) }
+        let synced = sync.join()
+        let info = try checked.get()
+        try synced.get()
         CrashPoint.reach("restore.fetched")
-        return RestoredFile(path: temporary, info: info, marker: marker)
+        return RestoredFile(file: file, info: info, marker: marker)
     } catch {
         removeDatabaseFiles(temporary)
         if marker >= 0 { close(marker) }
@@ -255,30 +262,6 @@ func freeSpace(of folder: String) -> Int64? {
     var info = statvfs()
     guard statvfs(folder, &info) == 0 else { return nil }
     return Int64(info.f_bavail) * Int64(info.f_frsize)
-}
-
-/// Runs `body` while the file at `path` is fsynced on a thread of its own; returns what `body`
-/// returns once both are done. `body`'s error comes first, then the sync's.
-func whileSyncing<T>(_ path: String, _ body: () throws -> T) throws -> T {
-    let outcome = SyncOutcome()
-    let thread = Thread {
-        do { try syncFile(at: path) } catch { outcome.error = error }
-        outcome.done.signal()
-    }
-    thread.name = "offsite-restore-sync"
-    thread.start()
-    let result = Result { try body() }
-    outcome.done.wait()
-    let value = try result.get()
-    if let error = outcome.error { throw error }
-    return value
-}
-
-/// How the sync of `whileSyncing` ended.
-private final class SyncOutcome: @unchecked Sendable {
-    // @unchecked: `error` is written by the thread before `done` is signalled, read after.
-    var error: Error?
-    let done = DispatchSemaphore(value: 0)
 }
 
 /// The restore stages as a chain of threads: what is written to `head` is decrypted (for the
@@ -375,16 +358,15 @@ public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool
             throw error
         }
     } else {
-        // link() refuses to replace an existing file, so a file created meanwhile is never clobbered.
-        guard link(temporary, output) == 0 else {
-            let code = errno
+        // Never replaces a file created meanwhile.
+        do {
+            try restored.file.commit(as: output, replacing: false)
+        } catch let error as FileIOError {
             removeDatabaseFiles(temporary)
-            if code == EEXIST { throw RestoreError.outputExists(path: output) }
-            throw FileIOError(operation: "link", path: output, code: code)
+            if error.operation == "link" && error.code == EEXIST { throw RestoreError.outputExists(path: output) }
+            throw error
         }
-        unlink(temporary)
     }
-    fsyncFolder(folder)
     return RestoreReport(backup: source.base, changes: changes, path: output, size: (try? fileSize(at: output)) ?? 0, preRestore: nil)
 }
 
@@ -490,7 +472,7 @@ func replaceDatabase(at databasePath: String, with replacement: String, keepingO
         } catch _ where !requireSettled {
             // Repairing: replaced as it is.
         }
-        fsyncFolder(folder)
+        try fsyncDirectory(folder)
     }
     CrashPoint.reach("replace.settled")
     var keptFiles: [String] = []
@@ -501,11 +483,11 @@ func replaceDatabase(at databasePath: String, with replacement: String, keepingO
                 keptFiles.append(kept + suffix)
                 chmod(kept + suffix, 0o600)
             }
-            fsyncFolder(parentDirectory(of: kept))
+            try fsyncDirectory(parentDirectory(of: kept))
         }
         CrashPoint.reach("replace.kept")
         for suffix in ["-wal", "-journal", "-shm"] { try removeIfPresent(databasePath + suffix) }
-        fsyncFolder(folder)
+        try fsyncDirectory(folder)
         CrashPoint.reach("replace.companions-removed")
         if rename(replacement, databasePath) != 0 {
             throw FileIOError(operation: "rename \(replacement) to", path: databasePath, code: errno)
@@ -514,7 +496,8 @@ func replaceDatabase(at databasePath: String, with replacement: String, keepingO
         for file in keptFiles { unlink(file) }
         throw error
     }
-    fsyncFolder(folder)
+    // The database is replaced: a failure here says it may not survive a crash yet.
+    try fsyncDirectory(folder)
     CrashPoint.reach("replace.renamed")
 }
 

@@ -243,8 +243,7 @@ public struct Snapshotter: Sendable {
         removeFileIfPresent(copy.temporaryPath + "-wal")
         removeFileIfPresent(copy.temporaryPath + "-shm")
         if durable {
-            try fsyncFile(copy.temporaryPath)
-            try durableRename(from: copy.temporaryPath, to: copy.finalPath)
+            try AtomicFile.putInPlace(copy.temporaryPath, as: copy.finalPath)
         } else if rename(copy.temporaryPath, copy.finalPath) != 0 {
             throw FileIOError(operation: "rename \(copy.temporaryPath) to", path: copy.finalPath, code: errno)
         }

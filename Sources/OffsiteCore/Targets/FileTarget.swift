@@ -38,9 +38,8 @@ public final class FileTarget: Target {
         try createFolders(folder)
         let fileName = (finalPath as NSString).lastPathComponent
         let temporary = "\(folder)/.\(fileName).\(UInt32.random(in: 0...UInt32.max))\(FileTarget.temporarySuffix)"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw failure("create \(temporary)") }
-        return FileUpload(target: self, descriptor: fd, temporaryPath: temporary, finalPath: finalPath, folder: folder)
+        let file = try reporting { try AtomicFile(temporaryPath: temporary) }
+        return FileUpload(target: self, file: file, finalPath: finalPath)
     }
 
     public func list(prefix: String) throws -> [RemoteObject] {
@@ -109,7 +108,7 @@ public final class FileTarget: Target {
     public func delete(key: String) throws {
         let path = try path(for: key)
         if unlink(path) != 0 && errno != ENOENT { throw failure("delete \(path)") }
-        fsyncFolder((path as NSString).deletingLastPathComponent)
+        try reporting { try fsyncDirectory((path as NSString).deletingLastPathComponent) }
     }
 
     /// Removes temporary upload files older than `age` left by a crash, returning how many; with
@@ -135,7 +134,14 @@ public final class FileTarget: Target {
         let parent = (folder as NSString).deletingLastPathComponent
         if parent != folder && !parent.isEmpty { try createFolders(parent) }
         if mkdir(folder, 0o700) != 0 && errno != EEXIST { throw failure("create folder \(folder)") }
-        fsyncFolder(parent)
+        try reporting { try fsyncDirectory(parent) }
+    }
+
+    /// Runs `body`, turning a `FileIOError` into this target's error for the same operation.
+    func reporting<Value>(_ body: () throws -> Value) throws -> Value {
+        do { return try body() } catch let error as FileIOError {
+            throw failure("\(error.operation) \(error.path)", code: error.code)
+        }
     }
 
     func failure(_ operation: String, code: Int32 = errno) -> TargetError {
@@ -151,27 +157,17 @@ public final class FileTarget: Target {
     }
 }
 
-/// fsyncs a folder so a rename or unlink inside it survives a crash; errors are ignored because
-/// some file systems refuse fsync on folders.
-func fsyncFolder(_ path: String) {
-    try? fsyncDirectory(path.isEmpty ? "." : path)
-}
-
-/// An upload into a `FileTarget`: a temporary file renamed into place on commit.
+/// An upload into a `FileTarget`: an `AtomicFile` beside the final name, put in place on commit.
 final class FileUpload: TargetUpload {
     let target: FileTarget
-    var descriptor: Int32
-    let temporaryPath: String
+    let file: AtomicFile
     let finalPath: String
-    let folder: String
     var isDone = false
 
-    init(target: FileTarget, descriptor: Int32, temporaryPath: String, finalPath: String, folder: String) {
+    init(target: FileTarget, file: AtomicFile, finalPath: String) {
         self.target = target
-        self.descriptor = descriptor
-        self.temporaryPath = temporaryPath
+        self.file = file
         self.finalPath = finalPath
-        self.folder = folder
     }
 
     deinit {
@@ -179,34 +175,20 @@ final class FileUpload: TargetUpload {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw target.failure("write \(temporaryPath)")
-            }
-            offset += written
-        }
+        try target.reporting { try file.write(bytes) }
     }
 
     func finish() throws {
-        guard descriptor >= 0 else { return }
-        if fsync(descriptor) != 0 { throw target.failure("fsync \(temporaryPath)") }
-        if close(descriptor) != 0 { descriptor = -1; throw target.failure("close \(temporaryPath)") }
-        descriptor = -1
+        try target.reporting { try file.finish() }
     }
 
     func commit() throws {
-        if descriptor >= 0 { try finish() }
-        if rename(temporaryPath, finalPath) != 0 { throw target.failure("rename to \(finalPath)") }
+        try target.reporting { try file.commit(as: finalPath) }
         isDone = true
-        fsyncFolder(folder)
     }
 
     func abort() {
-        if descriptor >= 0 { close(descriptor); descriptor = -1 }
-        unlink(temporaryPath)
+        file.discard()
         isDone = true
     }
 }

@@ -237,6 +237,24 @@ final class AgentProcess: @unchecked Sendable {
         return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
     }
 
+    /// Polls `condition` every 50 ms on the calling thread until it holds; throws, with the end of
+    /// the log, when it does not within `timeout` seconds or the agent exits first.
+    func waitUntil(_ what: String, timeout: TimeInterval = 30, _ condition: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !condition() {
+            guard Date() < deadline, process.isRunning else { throw TestFailure("no \(what): \(log.suffix(2000))") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// SIGTERM, then waits for the exit on the calling thread; returns the seconds it took.
+    func terminateMeasured() -> TimeInterval {
+        let asked = Date()
+        send(SIGTERM)
+        process.waitUntilExit()
+        return Date().timeIntervalSince(asked)
+    }
+
     /// SIGTERM, then waits for the exit; returns the exit status.
     func terminate(timeout: TimeInterval = 30) async throws -> Int32 {
         send(SIGTERM)

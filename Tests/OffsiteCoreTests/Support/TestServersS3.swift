@@ -97,24 +97,28 @@ final class S3TestServer: @unchecked Sendable {
 
     /// A target configuration for `prefix` in the test bucket.
     func config(prefix: String, secret: String = S3TestServer.secretAccessKey) -> TargetConfig {
-        var config = TargetConfig(name: "s3-\(kind)", url: "s3://\(Self.bucket)/\(prefix)",
-                                  location: .s3(bucket: Self.bucket, prefix: prefix))
-        config.endpoint = endpoint
-        config.region = "us-east-1"
-        config.accessKeyId = Self.accessKeyId
-        config.secretAccessKey = Secret(secret)
-        config.timeout = .seconds(20)
-        return config
+        TargetConfig(name: "s3-\(kind)", url: "s3://\(Self.bucket)/\(prefix)", store: .s3(settings(prefix: prefix, secret: secret)))
+    }
+
+    /// The S3 settings of `prefix` in the test bucket.
+    func settings(prefix: String, secret: String = S3TestServer.secretAccessKey) -> S3TargetSettings {
+        var settings = S3TargetSettings(bucket: Self.bucket, prefix: prefix)
+        settings.endpoint = endpoint
+        settings.region = "us-east-1"
+        settings.credentials = S3Credentials(accessKeyId: Self.accessKeyId, secretAccessKey: Secret(secret))
+        settings.connection.timeout = .seconds(20)
+        return settings
     }
 
     /// An S3 target on this server (or on `port`, a proxy in front of it) with short retry waits.
     func makeTarget(prefix: String, secret: String = S3TestServer.secretAccessKey, partSize: Int? = nil,
-                    concurrency: Int? = nil, port: Int? = nil, retryPolicy: RetryPolicy = RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50))) throws -> S3Target {
-        var config = config(prefix: prefix, secret: secret)
-        config.partSize = partSize
-        config.concurrency = concurrency
-        if let port { config.endpoint = URL(string: "http://127.0.0.1:\(port)") }
-        return try S3Target(config: config, retryPolicy: retryPolicy)
+                    concurrency: Int? = nil, port: Int? = nil, retryPolicy: RetryPolicy = RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50)),
+                    control: RequestControl = RequestControl()) throws -> S3Target {
+        var settings = settings(prefix: prefix, secret: secret)
+        settings.partSize = partSize
+        settings.concurrency = concurrency
+        if let port { settings.endpoint = URL(string: "http://127.0.0.1:\(port)") }
+        return try S3Target(name: "s3-\(kind)", settings: settings, retryPolicy: retryPolicy, control: control)
     }
 
     /// Starts `executable` through a watchdog shell that kills it when this test process goes
@@ -172,7 +176,7 @@ func uniqueS3Prefix(_ label: String) -> String {
 /// mode object downloads trickle at 8 KiB/s. Everything else is passed through unchanged, so
 /// signatures still verify upstream.
 final class FaultyProxy: @unchecked Sendable {
-    enum Mode: String { case flaky, down, unavailable, slow }
+    enum Mode: String { case flaky, down, unavailable, slow, silent }
 
     let port: Int
     private let process: Process
@@ -209,6 +213,10 @@ final class FaultyProxy: @unchecked Sendable {
                 if mode == 'unavailable':
                     take('unavailable', 0)
                     return self.reply(503, error('ServiceUnavailable'))
+                if mode == 'silent' and self.command != 'HEAD':
+                    take('silent', 0)
+                    time.sleep(600)
+                    return self.drop()
                 part = self.command == 'PUT' and 'partNumber=' in self.path
                 if part and (mode == 'down' or take('part503', 2)):
                     return self.reply(503, error('SlowDown'))

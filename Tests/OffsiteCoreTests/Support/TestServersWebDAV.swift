@@ -197,11 +197,16 @@ final class WebDAVTestServer: @unchecked Sendable {
 
     /// A target configuration for the folder `path`.
     func config(path: String, password: String = WebDAVTestServer.password) throws -> TargetConfig {
-        var config = TargetConfig(name: "dav-\(kind)", url: url(path: path), location: try TargetLocation(parsing: url(path: path)))
-        config.username = Self.username
-        config.password = Secret(password)
-        config.timeout = .seconds(20)
-        return config
+        TargetConfig(name: "dav-\(kind)", url: url(path: path), store: .webDAV(try Self.settings(url: url(path: path), password: password)))
+    }
+
+    /// WebDAV settings for `url` with the test user's credentials and a 20 s timeout.
+    static func settings(url: String, password: String = WebDAVTestServer.password) throws -> WebDAVTargetSettings {
+        guard case let .webDAV(baseURL) = try TargetLocation(parsing: url) else { throw FixtureError("\(url) is not a WebDAV URL") }
+        var settings = WebDAVTargetSettings(baseURL: baseURL)
+        settings.credentials = HTTPCredentials(username: username, password: Secret(password))
+        settings.connection.timeout = .seconds(20)
+        return settings
     }
 
     /// A WebDAV target on this server with short retry waits.
@@ -443,12 +448,8 @@ final class WebDAVFaultProxy: @unchecked Sendable {
     /// A WebDAV target on the server, through this proxy, with short retry waits.
     func makeTarget(path: String) throws -> WebDAVTarget {
         let url = "webdav+http://127.0.0.1:\(port)\(server.basePath)/\(path)"
-        var config = TargetConfig(name: "dav-proxy", url: url, location: try TargetLocation(parsing: url))
-        config.username = WebDAVTestServer.username
-        config.password = Secret(WebDAVTestServer.password)
-        config.timeout = .seconds(20)
-        return try WebDAVTarget(config: config, spoolFolder: nil,
-                                retryPolicy: RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50)))
+        return try WebDAVTarget(name: "dav-proxy", settings: try WebDAVTestServer.settings(url: url), spoolFolder: nil,
+                                retryPolicy: RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50)), control: RequestControl())
     }
 
     /// Stops the proxy.

@@ -86,16 +86,16 @@ final class S3Client: Sendable {
     let bucket: String
     let endpoint: S3Endpoint
     let signer: SigV4Signer
-    let http: HTTPClient
-    let retryPolicy: RetryPolicy
+    /// Where every attempt goes, and every retry is decided.
+    let transport: RetryingHTTPClient
 
-    init(targetName: String, bucket: String, endpoint: S3Endpoint, signer: SigV4Signer, http: HTTPClient, retryPolicy: RetryPolicy) {
+    init(targetName: String, bucket: String, endpoint: S3Endpoint, signer: SigV4Signer, http: HTTPClient, retryPolicy: RetryPolicy,
+         control: RequestControl = RequestControl()) {
         self.targetName = targetName
         self.bucket = bucket
         self.endpoint = endpoint
         self.signer = signer
-        self.http = http
-        self.retryPolicy = retryPolicy
+        self.transport = RetryingHTTPClient(name: targetName, http: http, policy: retryPolicy, control: control)
     }
 
     /// Sends `call` with retries. Statuses in `accepting` (besides 2xx) are returned rather than
@@ -104,7 +104,7 @@ final class S3Client: Sendable {
     func send(_ call: S3Call, operation: String, accepting: Set<Int> = [], streamingInto sink: (any ByteSink)? = nil,
               onHead: ((Int, [(name: String, value: String)]) -> Void)? = nil,
               prepare: ((inout S3Call) -> Void)? = nil) throws -> HTTPResponse {
-        try retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+        try transport.run(operation) { _ in
             var attempt = call
             prepare?(&attempt)
             return try sendOnce(attempt, operation: operation, accepting: accepting, streamingInto: sink, onHead: onHead)
@@ -125,7 +125,8 @@ final class S3Client: Sendable {
         if !query.isEmpty { url += "?" + query }
         let response: HTTPResponse
         do {
-            response = try http.perform(HTTPRequest(method: call.method, url: url, headers: headers, body: call.body), streamingInto: sink, onHead: onHead)
+            response = try transport.perform(HTTPRequest(method: call.method, url: url, headers: headers, body: call.body),
+                                             streamingInto: sink, onHead: onHead)
         } catch let error as HTTPTransportError {
             throw TargetError.failed(target: targetName, operation: operation, detail: error.description,
                                      hint: error.isRetryable ? "check the endpoint and the network" : nil,

@@ -43,37 +43,42 @@ public final class S3Target: Target {
     let storageClass: String?
 
     /// Opens the target `config` describes (kind `.s3`); throws when credentials are missing.
-    public convenience init(config: TargetConfig) throws {
-        try self.init(config: config, retryPolicy: RetryPolicy())
+    /// Every request it makes follows `control` (cancellation, retry reports).
+    public convenience init(config: TargetConfig, control: RequestControl = RequestControl()) throws {
+        try self.init(config: config, retryPolicy: RetryPolicy(), control: control)
     }
 
     /// Opens the target with a specific retry policy (tests use short waits).
-    init(config: TargetConfig, retryPolicy: RetryPolicy) throws {
-        guard case let .s3(bucket, prefix) = config.location else {
+    convenience init(config: TargetConfig, retryPolicy: RetryPolicy, control: RequestControl = RequestControl()) throws {
+        guard let settings = config.store.s3 else {
             throw TargetError.failed(target: config.name, operation: "open", detail: "\(config.url) is not an s3:// URL",
                                      hint: nil, isPermanent: true)
         }
-        guard let accessKeyId = config.accessKeyId, !accessKeyId.isEmpty, let secret = config.secretAccessKey, !secret.value.isEmpty else {
-            throw TargetError.failed(target: config.name, operation: "open", detail: "no S3 credentials",
+        try self.init(name: config.name, settings: settings, retryPolicy: retryPolicy, control: control)
+    }
+
+    /// Opens the bucket `settings` describe, as the target `name`.
+    init(name: String, settings: S3TargetSettings, retryPolicy: RetryPolicy, control: RequestControl) throws {
+        guard let credentials = settings.credentials else {
+            throw TargetError.failed(target: name, operation: "open", detail: "no S3 credentials",
                                      hint: "set accessKeyId and secretAccessKey (or secretAccessKeyFile) for this target, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
                                      isPermanent: true)
         }
-        let region = (config.region?.isEmpty == false ? config.region : nil) ?? "us-east-1"
-        let endpoint = S3Endpoint.resolve(endpoint: config.endpoint, bucket: bucket, region: region, pathStyle: config.pathStyle)
-        let timeout = config.timeout ?? .seconds(60)
-        let options = HTTPClientOptions(connectTimeout: min(timeout, .seconds(20)), stallTimeout: timeout,
-                                        verifiesTLS: !config.insecureSkipVerify)
-        self.name = config.name
-        self.bucket = bucket
-        self.prefix = prefix
+        let region = (settings.region?.isEmpty == false ? settings.region : nil) ?? "us-east-1"
+        let endpoint = S3Endpoint.resolve(endpoint: settings.endpoint, bucket: settings.bucket, region: region,
+                                          pathStyle: settings.pathStyle)
+        self.name = name
+        self.bucket = settings.bucket
+        self.prefix = settings.prefix
         self.location = "s3://\(bucket)\(prefix.isEmpty ? "" : "/" + prefix) at \(endpoint.scheme)://\(endpoint.hostHeader)"
-        self.client = S3Client(targetName: config.name, bucket: bucket, endpoint: endpoint,
-                               signer: SigV4Signer(accessKeyId: accessKeyId, secretAccessKey: secret,
-                                                   sessionToken: config.sessionToken, region: region),
-                               http: HTTPClient(options: options), retryPolicy: retryPolicy)
-        self.configuredPartSize = config.partSize
-        self.concurrency = max(1, config.concurrency ?? 2)
-        self.storageClass = config.storageClass
+        self.client = S3Client(targetName: name, bucket: bucket, endpoint: endpoint,
+                               signer: SigV4Signer(accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey,
+                                                   sessionToken: credentials.sessionToken, region: region),
+                               http: HTTPClient(options: settings.connection.clientOptions()), retryPolicy: retryPolicy,
+                               control: control)
+        self.configuredPartSize = settings.partSize
+        self.concurrency = max(1, settings.concurrency ?? 2)
+        self.storageClass = settings.storageClass
     }
 
     /// The bucket key of a target key.

@@ -2,10 +2,11 @@ import Foundation
 
 /// A streaming upload to S3. Bytes collect into one part-sized buffer; an object that fits in one
 /// part is a single PUT at `commit()`. A larger one becomes a multipart upload: each full part is
-/// sent on its own thread, at most `concurrency` at once, so memory stays at (concurrency + 1)
-/// parts. `commit()` completes the upload once every part succeeded, then checks the size with
-/// HEAD; any failure, and `abort()`, aborts the multipart upload so nothing is left behind.
-final class S3Upload: TargetUpload, @unchecked Sendable {
+/// handed to a pool of `concurrency` threads, and `write` waits while that many are in flight, so
+/// memory stays at (concurrency + 1) parts. `commit()` completes the upload once every part
+/// succeeded, then checks the size with HEAD; any failure, and `abort()`, aborts the multipart
+/// upload so nothing is left behind.
+final class S3Upload: TargetUpload {
     private let client: S3Client
     private let key: String
     private let displayKey: String
@@ -13,14 +14,12 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
     private let concurrency: Int
     private let storageClass: String?
 
-    /// Guards everything below; part threads signal it when they end.
-    private let condition = NSCondition()
     private var buffer: Data
     private var uploadID: String?
     private var nextPartNumber = 1
     private var partETags: [Int: String] = [:]
-    private var partsInFlight = 0
-    private var failure: Error?
+    /// Sends the parts of the multipart upload, once there is one; each comes back with its ETag.
+    private var parts: WorkerPool<S3Part, String>?
     private var totalBytes: Int64 = 0
     private var isFinished = false
     private var isClosed = false
@@ -37,12 +36,15 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
 
     deinit {
         // Dropped without commit or abort: do not leave a multipart upload open.
-        if !isClosed, let uploadID { abortRemote(uploadID) }
+        if !isClosed, let uploadID {
+            parts?.stop()
+            abortRemote(uploadID)
+        }
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !isClosed, !isFinished else { throw misuse("write after finish, commit or abort") }
-        try throwIfFailed()
+        try collectParts(waiting: false)
         var offset = 0
         while offset < bytes.count {
             if buffer.count == partSize {
@@ -59,7 +61,7 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
     func finish() throws {
         guard !isClosed else { throw misuse("finish after commit or abort") }
         guard !isFinished else { return }
-        try throwIfFailed()
+        try collectParts(waiting: false)
         if uploadID != nil, !buffer.isEmpty { try sendFullBuffer() }
         isFinished = true
     }
@@ -73,8 +75,7 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
             return
         }
         do {
-            waitForParts()
-            try throwIfFailed()
+            try collectParts(waiting: true)
             try complete(uploadID)
         } catch {
             abort()
@@ -91,12 +92,10 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
     }
 
     func abort() {
-        condition.lock()
-        let wasClosed = isClosed
+        guard !isClosed else { return }
         isClosed = true
-        condition.unlock()
-        guard !wasClosed else { return }
-        waitForParts()
+        parts?.stop()
+        parts = nil
         if let uploadID { abortRemote(uploadID) }
         buffer = Data()
     }
@@ -122,7 +121,7 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
         return id
     }
 
-    /// Hands the buffer to a part thread, waiting while `concurrency` parts are in flight.
+    /// Hands the buffer to the part threads, waiting while `concurrency` parts are in flight.
     private func sendFullBuffer() throws {
         if uploadID == nil { uploadID = try start() }
         guard let uploadID else { return }
@@ -132,44 +131,46 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
                                                   detail: "the object needs more than \(S3PartSizing.maximumParts) parts of \(partSize) bytes",
                                                   hint: "raise partSize for this target", isPermanent: true))
         }
-        condition.lock()
-        while partsInFlight >= concurrency && failure == nil { condition.wait() }
-        if let failure {
-            condition.unlock()
-            throw failAndAbort(failure)
-        }
-        partsInFlight += 1
-        let part = buffer
-        condition.unlock()
+        let pool = parts ?? makePartSenders(uploadID: uploadID)
+        parts = pool
+        while pool.inFlight >= concurrency { try collect(pool.takeFinished(waiting: true)) }
+        pool.submit(S3Part(number: partNumber, data: buffer))
         // A fresh buffer: the part's memory goes back when its thread is done with it.
         buffer = Data(capacity: partSize)
         nextPartNumber += 1
-
-        let thread = Thread { [self] in
-            let result = Result { try sendPart(part, number: partNumber, uploadID: uploadID) }
-            condition.lock()
-            switch result {
-            case let .success(etag): partETags[partNumber] = etag
-            case let .failure(error): if failure == nil { failure = error }
-            }
-            partsInFlight -= 1
-            condition.broadcast()
-            condition.unlock()
-        }
-        thread.name = "offsite-s3-part"
-        thread.start()
     }
 
-    /// Uploads one part with retries (the same bytes each time); returns its ETag.
-    private func sendPart(_ part: Data, number: Int, uploadID: String) throws -> String {
-        let call = S3Call.withBody("PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], data: part,
-                                   withMD5: false)
-        let response = try client.send(call, operation: "upload part \(number) of \(displayKey)")
-        guard let etag = response.header("etag"), !etag.isEmpty else {
-            throw TargetError.failed(target: client.targetName, operation: "upload part \(number) of \(displayKey)",
-                                     detail: "the answer had no ETag", hint: nil, isPermanent: true)
+    /// `concurrency` threads that upload parts with retries (the same bytes each time) and
+    /// return their ETags.
+    private func makePartSenders(uploadID: String) -> WorkerPool<S3Part, String> {
+        let (client, key, displayKey) = (client, key, displayKey)
+        let send: (S3Part) throws -> String = { part in
+            let call = S3Call.withBody("PUT", key: key, query: [("partNumber", String(part.number)), ("uploadId", uploadID)],
+                                       data: part.data, withMD5: false)
+            let operation = "upload part \(part.number) of \(displayKey)"
+            let response = try client.send(call, operation: operation)
+            guard let etag = response.header("etag"), !etag.isEmpty else {
+                throw TargetError.failed(target: client.targetName, operation: operation, detail: "the answer had no ETag",
+                                         hint: nil, isPermanent: true)
+            }
+            return etag
         }
-        return etag
+        return WorkerPool(name: "offsite-s3-part", workers: Array(repeating: send, count: concurrency))
+    }
+
+    /// Records the ETags of the parts that are done (with `waiting`, of every part in flight);
+    /// the first part that failed aborts the upload and is thrown.
+    private func collectParts(waiting: Bool) throws {
+        while let finished = parts?.takeFinished(waiting: waiting) { try collect(finished) }
+    }
+
+    /// Records a finished part's ETag, or aborts the upload and throws why the part failed.
+    private func collect(_ finished: (job: S3Part, outcome: Result<String, any Error>)?) throws {
+        guard let (part, outcome) = finished else { return }
+        switch outcome {
+        case let .success(etag): partETags[part.number] = etag
+        case let .failure(error): throw failAndAbort(error)
+        }
     }
 
     private func complete(_ uploadID: String) throws {
@@ -180,7 +181,7 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
         xml += "</CompleteMultipartUpload>"
         let call = S3Call.withBody("POST", key: key, query: [("uploadId", uploadID)], data: Data(xml.utf8))
         let operation = "complete upload of \(displayKey)"
-        _ = try client.retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+        _ = try client.transport.run(operation) { _ in
             let response = try client.sendOnce(call, operation: operation)
             // CompleteMultipartUpload can fail after a 200 status, with an error in the body.
             if S3ErrorBody.parse(response.body) != nil {
@@ -193,19 +194,6 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
     private func abortRemote(_ uploadID: String) {
         _ = try? client.send(S3Call(method: "DELETE", key: key, query: [("uploadId", uploadID)]),
                              operation: "abort upload of \(displayKey)", accepting: [404])
-    }
-
-    private func waitForParts() {
-        condition.lock()
-        while partsInFlight > 0 { condition.wait() }
-        condition.unlock()
-    }
-
-    private func throwIfFailed() throws {
-        condition.lock()
-        let failed = failure
-        condition.unlock()
-        if let failed { throw failAndAbort(failed) }
     }
 
     /// Aborts everything and returns `error` for throwing.
@@ -222,6 +210,14 @@ final class S3Upload: TargetUpload, @unchecked Sendable {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
+}
+
+/// One part of a multipart upload, on its way to a part thread.
+struct S3Part {
+    /// Its number, from 1.
+    let number: Int
+    /// Its bytes.
+    let data: Data
 }
 
 /// HEAD of one object: its size, or `notFound`.

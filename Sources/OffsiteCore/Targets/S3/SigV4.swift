@@ -1,13 +1,11 @@
-import CSodium
 import Foundation
 
-/// SHA-256 and HMAC-SHA256 on libsodium, for request signing and payload hashes.
+/// SHA-256 and HMAC-SHA256 (from the libsodium wrapper, `AgePrimitives`) for request signing and
+/// payload hashes.
 enum S3Hash {
     /// The SHA-256 of `bytes`.
     static func sha256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
-        _ = crypto_hash_sha256(&digest, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
-        return digest
+        AgePrimitives.sha256(bytes)
     }
 
     /// The SHA-256 of `data`.
@@ -15,16 +13,9 @@ enum S3Hash {
         data.withUnsafeBytes { sha256($0) }
     }
 
-    /// HMAC-SHA256 of `message` under `key` of any length (the init/update/final API takes
-    /// keys longer than 32 bytes, which the one-shot call does not).
+    /// HMAC-SHA256 of `message` under `key` of any length.
     static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
-        var state = crypto_auth_hmacsha256_state()
-        var mac = [UInt8](repeating: 0, count: Int(crypto_auth_hmacsha256_BYTES))
-        _ = crypto_auth_hmacsha256_init(&state, key, key.count)
-        _ = crypto_auth_hmacsha256_update(&state, message, UInt64(message.count))
-        _ = crypto_auth_hmacsha256_final(&state, &mac)
-        sodium_memzero(&state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
-        return mac
+        AgePrimitives.hmacSHA256(key: key, message)
     }
 
     /// Lower-case hexadecimal.

@@ -9,15 +9,17 @@ final class WebDAVClient: Sendable {
     let origin: String
     /// The base folder's path as sent (percent-encoded), without a trailing `/`; empty for the root.
     let basePath: String
-    let http: HTTPClient
-    let retryPolicy: RetryPolicy
+    /// Where every attempt goes, and every retry is decided.
+    let transport: RetryingHTTPClient
+    /// The client under the retries (its options and the authentication scheme it learned).
+    var http: HTTPClient { transport.http }
 
-    init(targetName: String, origin: String, basePath: String, http: HTTPClient, retryPolicy: RetryPolicy) {
+    init(targetName: String, origin: String, basePath: String, http: HTTPClient, retryPolicy: RetryPolicy,
+         control: RequestControl = RequestControl()) {
         self.targetName = targetName
         self.origin = origin
         self.basePath = basePath
-        self.http = http
-        self.retryPolicy = retryPolicy
+        self.transport = RetryingHTTPClient(name: targetName, http: http, policy: retryPolicy, control: control)
     }
 
     // MARK: - Paths
@@ -58,7 +60,7 @@ final class WebDAVClient: Sendable {
               streamingInto sink: (any ByteSink)? = nil,
               onHead: ((Int, [(name: String, value: String)]) -> Void)? = nil,
               prepare: ((inout HTTPRequest) -> Void)? = nil) throws -> HTTPResponse {
-        try retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+        try transport.run(operation) { _ in
             var attempt = request
             prepare?(&attempt)
             return try sendOnce(attempt, operation: operation, key: key, accepting: accepting, streamingInto: sink, onHead: onHead)
@@ -74,7 +76,7 @@ final class WebDAVClient: Sendable {
                   onHead: ((Int, [(name: String, value: String)]) -> Void)? = nil) throws -> HTTPResponse {
         let response: HTTPResponse
         do {
-            response = try http.perform(request, streamingInto: sink, onHead: onHead)
+            response = try transport.perform(request, streamingInto: sink, onHead: onHead)
         } catch let error as HTTPTransportError {
             throw TargetError.failed(target: targetName, operation: operation, detail: error.description,
                                      hint: error.isRetryable ? "check the server address and the network" : nil,

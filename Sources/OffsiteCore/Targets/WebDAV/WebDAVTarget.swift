@@ -20,45 +20,40 @@ public final class WebDAVTarget: Target {
     static let formerTemporaryNamePrefix = ".offsite-upload-"
 
     /// Opens the target `config` describes (kind `.webDAV`); uploads spool into `spoolFolder`
-    /// (nil: the system's temporary folder).
-    public convenience init(config: TargetConfig, spoolFolder: URL? = nil) throws {
-        try self.init(config: config, spoolFolder: spoolFolder, retryPolicy: RetryPolicy())
+    /// (nil: the system's temporary folder). Every request it makes follows `control`
+    /// (cancellation, retry reports).
+    public convenience init(config: TargetConfig, spoolFolder: URL? = nil, control: RequestControl = RequestControl()) throws {
+        try self.init(config: config, spoolFolder: spoolFolder, retryPolicy: RetryPolicy(), control: control)
     }
 
     /// Opens the target with a specific retry policy (tests use short waits).
-    init(config: TargetConfig, spoolFolder: URL?, retryPolicy: RetryPolicy) throws {
-        func invalid(_ detail: String, hint: String? = nil) -> TargetError {
-            .failed(target: config.name, operation: "open", detail: detail, hint: hint, isPermanent: true)
+    convenience init(config: TargetConfig, spoolFolder: URL?, retryPolicy: RetryPolicy, control: RequestControl = RequestControl()) throws {
+        guard let settings = config.store.webDAV else {
+            throw TargetError.failed(target: config.name, operation: "open",
+                                     detail: "\(config.url) is not a webdav+http:// or webdav+https:// URL", hint: nil, isPermanent: true)
         }
-        guard case let .webDAV(baseURL) = config.location,
-              let components = URLComponents(url: baseURL, resolvingAgainstBaseURL: false),
+        try self.init(name: config.name, settings: settings, spoolFolder: spoolFolder, retryPolicy: retryPolicy, control: control)
+    }
+
+    /// Opens the folder `settings` describe, as the target `name`.
+    init(name: String, settings: WebDAVTargetSettings, spoolFolder: URL?, retryPolicy: RetryPolicy, control: RequestControl) throws {
+        guard let components = URLComponents(url: settings.baseURL, resolvingAgainstBaseURL: false),
               let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
               let host = components.host, !host.isEmpty else {
-            throw invalid("\(config.url) is not a webdav+http:// or webdav+https:// URL")
-        }
-        let credentials: HTTPCredentials?
-        switch (config.username, config.password) {
-        case (nil, nil):
-            credentials = nil
-        case let (username?, password?):
-            credentials = HTTPCredentials(username: username, password: password)
-        case (nil, _?):
-            throw invalid("a password but no username", hint: "set username for this target")
-        case (_?, nil):
-            throw invalid("a username but no password", hint: "set password or passwordFile for this target")
+            throw TargetError.failed(target: name, operation: "open",
+                                     detail: "\(settings.baseURL) is not a webdav+http:// or webdav+https:// URL", hint: nil,
+                                     isPermanent: true)
         }
         let hostText = host.contains(":") ? "[\(host)]" : host
         let origin = "\(scheme)://\(hostText)\(components.port.map { ":\($0)" } ?? "")"
         var basePath = components.percentEncodedPath
         while basePath.hasSuffix("/") { basePath.removeLast() }
-        let timeout = config.timeout ?? .seconds(60)
-        let options = HTTPClientOptions(connectTimeout: min(timeout, .seconds(20)), stallTimeout: timeout,
-                                        verifiesTLS: !config.insecureSkipVerify, credentials: credentials)
-        self.name = config.name
+        self.name = name
         self.location = "\(origin)\(basePath.isEmpty ? "/" : basePath)"
         self.spoolFolder = spoolFolder ?? FileManager.default.temporaryDirectory
-        self.client = WebDAVClient(targetName: config.name, origin: origin, basePath: basePath,
-                                   http: HTTPClient(options: options), retryPolicy: retryPolicy)
+        self.client = WebDAVClient(targetName: name, origin: origin, basePath: basePath,
+                                   http: HTTPClient(options: settings.connection.clientOptions(credentials: settings.credentials)),
+                                   retryPolicy: retryPolicy, control: control)
     }
 
     public func makeUpload(key: String) throws -> any TargetUpload {

@@ -1,7 +1,7 @@
 import Foundation
 
-/// An upload to a WebDAV server. Bytes are spooled to a local file (mode 0600, deleted when the
-/// upload ends; on Linux it has no name at all once created), so the PUT carries a known
+/// An upload to a WebDAV server. Bytes are spooled to a local file (mode 0600, without a name, so
+/// nothing is left of it when the upload ends or the process dies), so the PUT carries a known
 /// `Content-Length` (nginx and others refuse chunked uploads) and a retry re-sends the same
 /// bytes. `commit()` creates missing folders, PUTs to a temporary name in the final folder,
 /// checks the stored size, then MOVEs it onto the final name with `Overwrite: T`. Any failure
@@ -11,12 +11,9 @@ import Foundation
 final class WebDAVUpload: TargetUpload {
     private let target: WebDAVTarget
     private let key: String
-    private var spool: Int32
-    /// The path the HTTP layer opens to read the spool.
-    private let spoolPath: String
-    /// The spool's name in the spool folder, while it still has one (not on Linux).
-    private var spoolName: String?
-    private var byteCount: Int64 = 0
+    /// The spool: an unnamed `AtomicFile` the HTTP layer reads back through its `temporaryPath`.
+    private let spool: AtomicFile
+    private var byteCount: Int64 { spool.byteCount }
     private var isFinished = false
     private var isClosed = false
 
@@ -24,51 +21,28 @@ final class WebDAVUpload: TargetUpload {
         self.target = target
         self.key = key
         let folder = target.spoolFolder
-        func failure(_ detail: String) -> TargetError {
-            .failed(target: target.name, operation: "upload \(key)", detail: detail,
-                    hint: "check that the spool folder \(folder.path) exists and is writable", isPermanent: true)
-        }
         if !FileManager.default.fileExists(atPath: folder.path) {
             try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true,
                                                      attributes: [.posixPermissions: 0o700])
         }
-        var template = Array(folder.appendingPathComponent("offsite-webdav-spool-XXXXXX").path.utf8CString)
-        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }  // mode 0600
-        guard descriptor >= 0 else { throw failure("cannot create a spool file: \(String(cString: strerror(errno)))") }
-        let name = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        spool = descriptor
-        #if os(Linux)
-        // Unnamed from the start: a crash cannot leave a spool file behind.
-        unlink(name)
-        spoolPath = "/proc/self/fd/\(descriptor)"
-        spoolName = nil
-        #else
-        spoolPath = name
-        spoolName = name
-        #endif
-    }
-
-    deinit {
-        closeSpool()
+        do {
+            spool = try AtomicFile(unnamedIn: folder.path)
+        } catch let error as FileIOError {
+            throw TargetError.failed(target: target.name, operation: "upload \(key)",
+                                     detail: "cannot create a spool file: \(String(cString: strerror(error.code)))",
+                                     hint: "check that the spool folder \(folder.path) exists and is writable", isPermanent: true)
+        }
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !isClosed, !isFinished else { throw misuse("write after finish, commit or abort") }
-        var offset = 0
-        while offset < bytes.count {
-            let written = Foundation.write(spool, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
-                abort()
-                throw TargetError.failed(target: target.name, operation: "upload \(key)",
-                                         detail: "writing the spool file in \(target.spoolFolder.path) failed: \(reason)",
-                                         hint: "the upload is spooled locally before it is sent; free space there",
-                                         isPermanent: false)
-            }
-            offset += written
+        do { try spool.write(bytes) } catch let error as FileIOError {
+            abort()
+            throw TargetError.failed(target: target.name, operation: "upload \(key)",
+                                     detail: "writing the spool file in \(target.spoolFolder.path) failed: \(String(cString: strerror(error.code)))",
+                                     hint: "the upload is spooled locally before it is sent; free space there",
+                                     isPermanent: false)
         }
-        byteCount += Int64(bytes.count)
     }
 
     func finish() throws {
@@ -80,7 +54,7 @@ final class WebDAVUpload: TargetUpload {
         guard !isClosed else { throw misuse("commit after commit or abort") }
         if !isFinished { try finish() }
         isClosed = true
-        defer { closeSpool() }
+        defer { spool.discard() }
 
         let client = target.client
         let folderKey = key.lastIndex(of: "/").map { String(key[...$0]) } ?? ""
@@ -112,7 +86,7 @@ final class WebDAVUpload: TargetUpload {
     func abort() {
         guard !isClosed else { return }
         isClosed = true
-        closeSpool()
+        spool.discard()
     }
 
     // MARK: - Steps
@@ -140,7 +114,7 @@ final class WebDAVUpload: TargetUpload {
             headers.append(("Expect", "100-continue"))
         }
         let request = HTTPRequest(method: "PUT", url: target.client.url(ofPath: path), headers: headers,
-                                  body: .file(path: spoolPath, offset: 0, length: byteCount))
+                                  body: .file(path: spool.temporaryPath, offset: 0, length: byteCount))
         let operation = "upload \(key)"
         var attempts = 0
         try send(request, operation: operation, folder: folder, attempts: &attempts) {
@@ -173,7 +147,7 @@ final class WebDAVUpload: TargetUpload {
     private func send(_ request: HTTPRequest, operation: String, folder: UploadFolder, attempts: inout Int,
                       afterRecreatingFolder: () throws -> Void) throws {
         let client = target.client
-        try client.retryPolicy.run(isRetryable: { ($0 as? TargetError).map { !$0.isPermanent } ?? false }) { _ in
+        try client.transport.run(operation) { _ in
             attempts += 1
             let response = try client.sendOnce(request, operation: operation, accepting: WebDAVClient.failureStatuses)
             if response.isSuccess { return }
@@ -183,17 +157,6 @@ final class WebDAVUpload: TargetUpload {
             }
             throw WebDAVClient.failure(status: response.status, method: request.method, target: client.targetName,
                                        operation: operation, key: nil)
-        }
-    }
-
-    private func closeSpool() {
-        if spool >= 0 {
-            close(spool)
-            spool = -1
-        }
-        if let spoolName {
-            unlink(spoolName)
-            self.spoolName = nil
         }
     }
 
