@@ -383,6 +383,19 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         }
     }
 
+    @Test func continuousProtectionHasDefaultsAndChecksItsLimit() throws {
+        let base = #"{"databases": [{"path": "/d/a.db"}], "encryption": "none", "targets": [{"name": "usb", "url": "file:///a"}]"#
+        #expect(try parse(base + "}").continuous == nil)
+        #expect(try parse(base + #", "continuous": {}}"#).continuous == ContinuousConfig())
+        let custom = try #require(try parse(base + #", "continuous": {"interval": "2s", "keep": "7d", "maxChain": "150%"}}"#).continuous)
+        #expect(custom.interval == .seconds(2) && custom.keep == .seconds(7 * 86_400) && custom.maxChain == .share(1.5))
+        #expect(try parse(base + #", "continuous": {"maxChain": 500}}"#).continuous?.maxChain == .count(500))
+        let bad = try #require(failure(base + #", "continuous": {"maxChain": "0%"}}"#))
+        #expect(bad.keyPath == "continuous.maxChain")
+        let misspelt = try #require(failure(base + #", "continuous": {"intervall": "1s"}}"#))
+        #expect(misspelt.keyPath == "continuous.intervall")
+    }
+
     @Test func namesMustBeUnique() throws {
         let targets = try #require(failure("""
             {"databases": [{"path": "/d/a.db"}], "encryption": "none", "targets": [

@@ -139,6 +139,32 @@ import Testing
         #expect(planner.due(at: Self.time("2026-11-22T10:30:00Z")).actions == [.backup(item: "fresh", targets: ["usb"], kind: .change)])
     }
 
+    // MARK: Continuous protection
+
+    @Test func aContinuousDatabaseGetsNoFullBackupsOnChangeOnlyNewBasesAndItsSchedule() {
+        var planner = Self.planner(Self.settings(), now: "2026-11-22T10:00:00Z")
+        planner.setContinuous("crm", true)
+        planner.baseNeeded("crm", reason: "the chain starts")
+        #expect(planner.nextDeadline() == Self.time("2026-11-22T10:00:00Z"))
+        // The base goes to the target that takes changes (usb), not to the nightly one.
+        #expect(planner.due(at: Self.time("2026-11-22T10:00:00Z")).actions == [.backup(item: "crm", targets: ["usb"], kind: .change)])
+        _ = Self.success(&planner, .change, to: ["usb"], at: "2026-11-22T10:00:01Z")
+        #expect(!planner.needsBase("crm"))
+        // Changes are shipped by the chain: no on-change full backup.
+        _ = planner.changed("crm", at: Self.time("2026-11-22T10:05:00Z"))
+        #expect(planner.changeDueAt("crm") == nil)
+        #expect(planner.due(at: Self.time("2026-11-22T10:30:00Z")).actions.isEmpty)
+        // The hourly schedule still takes full backups of a changed database.
+        #expect(planner.due(at: Self.time("2026-11-22T11:00:00Z")).actions == [.backup(item: "crm", targets: ["usb"], kind: .scheduled)])
+        _ = Self.success(&planner, .scheduled, to: ["usb"], at: "2026-11-22T11:00:00Z")
+        // A broken chain asks for a new base at once, only once.
+        planner.baseNeeded("crm", reason: "gap")
+        planner.baseNeeded("crm", reason: "gap again")
+        #expect(planner.due(at: Self.time("2026-11-22T11:10:00Z")).actions == [.backup(item: "crm", targets: ["usb"], kind: .change)])
+        _ = Self.success(&planner, .change, to: ["usb"], at: "2026-11-22T11:10:00Z")
+        #expect(planner.due(at: Self.time("2026-11-22T11:10:01Z")).actions.isEmpty)
+    }
+
     // MARK: Failures
 
     @Test func retriesBackOffAndTheBackOffSurvivesARestart() {

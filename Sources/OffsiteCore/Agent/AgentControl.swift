@@ -56,10 +56,11 @@ extension Agent: ControlDelegate {
     /// The state as recorded, the configured and discovered databases, the configured targets.
     public func controlSnapshot() -> ControlSnapshot {
         let current = state.current
+        let now = Date()
         return ControlSnapshot(state: current, databases: knownDatabases(current),
                                targets: config.targets.map { ControlTarget(name: $0.name, kind: $0.kind) },
-                               maxAge: config.health.maxAge, now: Date(), busyDatabases: manualRequests.busyDatabases,
-                               isStopping: isStopping)
+                               maxAge: config.health.maxAge, now: now, busyDatabases: manualRequests.busyDatabases,
+                               replicationLags: replicationLags(current, now: now), isStopping: isStopping)
     }
 
     /// Queues a manual backup for the loop and wakes it; refused while that database is backed up.
@@ -86,6 +87,16 @@ extension Agent: ControlDelegate {
             perform(database, targets: chosen, kind: .manual, reason: ticket.reason, onStart: { ticket.markStarted($0) })
             // A backup that never began (its file is gone) answers the waiting request.
             ticket.drop("the backup did not start; see the agent's log")
+        }
+    }
+
+    /// Per database with a chain of changes and target, how far the target trails it.
+    private func replicationLags(_ current: AgentState, now: Date) -> [ReplicationLag] {
+        current.databases.values.filter { $0.chain != nil }.flatMap { database in
+            database.targets.map { name, target in
+                ReplicationLag(database: database.name, target: name,
+                               seconds: target.oldestUnshippedChange.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+            }
         }
     }
 

@@ -172,7 +172,7 @@ public struct AgentState: Codable, Sendable, Equatable {
         return Dictionary(records.map { ($0.backupID, $0) }, uniquingKeysWith: { _, last in last })
     }
 
-    private mutating func withDatabase<Result>(_ database: String, at date: Date,
+    mutating func withDatabase<Result>(_ database: String, at date: Date,
                                                _ body: (inout DatabaseState) -> Result) -> Result {
         if databases[database] == nil {
             databases[database] = DatabaseState(name: database, path: "", firstSeenAt: date)
@@ -180,7 +180,7 @@ public struct AgentState: Codable, Sendable, Equatable {
         return body(&databases[database]!)
     }
 
-    private mutating func withTarget<Result>(_ target: String, of database: String, at date: Date,
+    mutating func withTarget<Result>(_ target: String, of database: String, at date: Date,
                                              _ body: (inout TargetState) -> Result) -> Result {
         withDatabase(database, at: date) { record in
             if record.targets[target] == nil { record.targets[target] = TargetState(firstSeenAt: date) }
@@ -201,6 +201,11 @@ public struct DatabaseState: Codable, Sendable, Equatable {
     public var lastChangeAt: Date?
     /// The last snapshot taken, or nil.
     public var lastSnapshot: SnapshotRecord?
+    /// Its current chain of changes (continuous protection), or nil.
+    public var chain: ChainRecord?
+    /// Why its changes are not shipped continuously although continuous protection is on (it is
+    /// not in WAL mode, …), or nil.
+    public var continuity: String?
     /// Per target, by name.
     public var targets: [String: TargetState]
 
@@ -256,6 +261,9 @@ public struct TargetState: Codable, Sendable, Equatable {
     public var listing: TargetListing?
     /// The last restore drill, or nil.
     public var lastVerify: VerifyResult?
+    /// The commit time of the oldest change not yet on this target (continuous protection), or
+    /// nil when it holds every change shipped so far: the replication lag is the time since.
+    public var oldestUnshippedChange: Date?
     /// The most recent backups shipped here, oldest first (at most `AgentState.recentBackupLimit`);
     /// nil in state files written before it was recorded.
     public var recentBackups: [BackupRecord]?
@@ -302,6 +310,23 @@ public struct BackupRecord: Codable, Sendable, Equatable {
         self.pageSize = pageSize
         self.objectBytes = objectBytes
         self.reason = reason
+    }
+}
+
+/// A database's chain of changes: its base and what was shipped in it.
+public struct ChainRecord: Codable, Sendable, Equatable {
+    /// The base's backup id.
+    public var base: String
+    /// Change objects shipped in it.
+    public var objects: Int
+    /// Their bytes on the targets.
+    public var bytes: Int64
+
+    /// Creates a record.
+    public init(base: String, objects: Int, bytes: Int64) {
+        self.base = base
+        self.objects = objects
+        self.bytes = bytes
     }
 }
 

@@ -152,6 +152,10 @@ public struct AgentPlanner: Sendable {
         var failedAttemptAt: Date?
         /// The generation the local rotation holds; nil until this run took a snapshot.
         var localGeneration: Int?
+        /// Whether its changes are shipped continuously: no full backups on change then.
+        var continuous = false
+        /// Why a full backup is needed at once (a new base for its chain of changes), or nil.
+        var baseNeeded: String?
 
         /// A snapshot taken at `time` covers the changes seen up to then; one seen later stays pending.
         mutating func coverChanges(upTo time: Date) {
@@ -218,6 +222,24 @@ public struct AgentPlanner: Sendable {
         return changes
     }
 
+    /// Item `name`'s committed changes are shipped continuously (or no longer are): changes then
+    /// cause no full backups, only `baseNeeded` does.
+    public mutating func setContinuous(_ name: String, _ on: Bool) {
+        items[name]?.continuous = on
+    }
+
+    /// Item `name`'s chain of changes broke or grew long (`reason`): a full backup — the base of
+    /// a new chain — to the targets that follow changes is due at once.
+    public mutating func baseNeeded(_ name: String, reason: String) {
+        guard items[name] != nil else { return }
+        items[name]!.baseNeeded = items[name]!.baseNeeded ?? reason
+    }
+
+    /// Whether item `name` waits for a new base.
+    public func needsBase(_ name: String) -> Bool {
+        items[name]?.baseNeeded != nil
+    }
+
     /// Item `name` changed at `now` (SQLite says so: another connection committed).
     public mutating func changed(_ name: String, at now: Date) -> [StateChange] {
         guard var runtime = items[name] else { return [] }
@@ -270,6 +292,8 @@ public struct AgentPlanner: Sendable {
             if settings.targets.first(where: { $0.name == upload.target })?.prunes == true {
                 actions.append(.prune(item: outcome.item, target: upload.target))
             }
+            // A full backup that reached a target taking changes is a new base for the chain.
+            if settings.targets.first(where: { $0.name == upload.target })?.followsChanges == true { runtime.baseNeeded = nil }
         }
         items[outcome.item] = runtime
         state.apply(changes)
@@ -314,9 +338,10 @@ public struct AgentPlanner: Sendable {
         return failure.time.addingTimeInterval(AgentPlanner.retryDelay(afterFailures: record.consecutiveFailures))
     }
 
-    /// When the pending change of `item` may be backed up, or nil when nothing is pending.
+    /// When the pending change of `item` may be backed up, or nil when nothing is pending (or its
+    /// changes are shipped continuously).
     public func changeDueAt(_ item: String) -> Date? {
-        guard let runtime = items[item], let pending = runtime.pendingChangeAt else { return nil }
+        guard let runtime = items[item], !runtime.continuous, let pending = runtime.pendingChangeAt else { return nil }
         let lastBackup = [state.databases[item]?.lastSnapshot?.time, runtime.failedAttemptAt].compactMap { $0 }.max()
         return OnChangeGate(minInterval: settings.minInterval).earliestRun(changeAt: pending, lastBackupAt: lastBackup)
     }
@@ -336,6 +361,7 @@ public struct AgentPlanner: Sendable {
     /// The next moment something may fall due (nil: nothing is planned; wait for events).
     public func nextDeadline() -> Date? {
         guard !isStopping else { return nil }
+        if itemNames.contains(where: { items[$0]?.baseNeeded != nil }) { return startedAt }
         var candidates = settings.targets.compactMap { nextScheduledRun(of: $0) }
         if let drill = nextDrill() { candidates.append(drill) }
         for name in itemNames {
@@ -367,7 +393,16 @@ public struct AgentPlanner: Sendable {
             lastDrillAt = now
         }
         let fired = Set(settings.targets.filter { (nextScheduledRun(of: $0) ?? .distantFuture) <= now }.map(\.name))
+        let followers = settings.targets.filter(\.followsChanges).map(\.name)
         for name in itemNames {
+            if items[name]?.baseNeeded != nil {
+                // A new base for the chain of changes, to every target that takes changes (and any
+                // whose schedule fired too); the kind says why: changes.
+                items[name]!.baseNeeded = nil
+                let targets = settings.targets.map(\.name).filter { followers.contains($0) || fired.contains($0) }
+                actions.append(.backup(item: name, targets: targets, kind: .change))
+                continue
+            }
             let changeDue = changeDueAt(name).map { $0 <= now } ?? false
             var targets: [String] = []
             var kind = BackupKind.change

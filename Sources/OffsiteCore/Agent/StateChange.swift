@@ -32,12 +32,20 @@ public enum StateChange: Sendable, Equatable {
     case unprotected(path: String, reason: String?)
     /// Forget every unprotected file (a new start looks again).
     case clearUnprotected
+    /// An item's chain of changes: its base and what was shipped in it so far.
+    case chain(String, base: String, objects: Int, bytes: Int64)
+    /// The commit time of the oldest change of an item not yet on a target (nil: it has them all).
+    case replication(String, target: String, oldestWaiting: Date?)
+    /// Whether an item's changes are shipped continuously, and if not, why (nil: they are).
+    case continuity(String, note: String?)
 
     /// Whether the change is an outcome the state file must hold soon; an observation (a change
     /// seen) waits for the next outcome.
     public var isOutcome: Bool {
-        if case .changed = self { return false }
-        return true
+        switch self {
+        case .changed: return false
+        default: return true
+        }
     }
 }
 
@@ -61,6 +69,12 @@ extension AgentState {
             recordProblem(operation, database: item, target: target, reason: reason, at: date)
         case let .unprotected(path, reason): recordUnprotected(path, reason: reason)
         case .clearUnprotected: unprotected = nil
+        case let .chain(name, base, objects, bytes):
+            withDatabase(name, at: Date()) { $0.chain = ChainRecord(base: base, objects: objects, bytes: bytes) }
+        case let .replication(name, target, oldest):
+            withTarget(target, of: name, at: Date()) { $0.oldestUnshippedChange = oldest }
+        case let .continuity(name, note):
+            withDatabase(name, at: Date()) { $0.continuity = note }
         }
     }
 

@@ -43,7 +43,7 @@ extension OffsiteConfig {
 
 private let topLevelKeys = [
     "databases", "watch", "local", "encryption", "compression", "integrityCheck", "schedule", "targets",
-    "health", "notify", "log", "verify", "http", "shutdownTimeout", "restoreIfCorrupt",
+    "health", "notify", "log", "verify", "http", "continuous", "shutdownTimeout", "restoreIfCorrupt",
 ]
 
 func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
@@ -73,17 +73,37 @@ func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
         VerifyConfig(every: try $0.object(allowedKeys: ["every"]).required("every").duration())
     }
     let http = try top.node("http").map { try parseHTTP($0, warnings: &warnings) }
+    let continuous = try top.node("continuous").map { try parseContinuous($0) }
     let shutdownTimeout = try top.duration("shutdownTimeout") ?? .seconds(30)
     let restoreIfCorrupt = try top.bool("restoreIfCorrupt") ?? false
 
     return OffsiteConfig(
         databases: databases, watch: watch, local: local, encryption: encryption,
         compression: compression, integrityCheck: integrityCheck, schedule: schedule, targets: targets,
-        health: health, notify: notify, log: log, verify: verify, http: http, shutdownTimeout: shutdownTimeout,
+        health: health, notify: notify, log: log, verify: verify, http: http, continuous: continuous,
+        shutdownTimeout: shutdownTimeout,
         restoreIfCorrupt: restoreIfCorrupt, warnings: warnings)
 }
 
 // MARK: - Sections
+
+func parseContinuous(_ node: ConfigNode) throws -> ContinuousConfig {
+    let section = try node.object(allowedKeys: ["interval", "keep", "maxChain"])
+    var config = ContinuousConfig()
+    if let interval = try section.duration("interval") { config.interval = interval }
+    if let keep = try section.duration("keep") { config.keep = keep }
+    if let limit = section.node("maxChain") {
+        if let text = try? limit.string(), text.hasSuffix("%") {
+            guard let percent = Double(text.dropLast().trimmingCharacters(in: .whitespaces)), percent > 0, percent <= 1000 else {
+                throw limit.error("expected a share of the base's size from \"1%\" to \"1000%\", or a number of change objects")
+            }
+            config.maxChain = .share(percent / 100)
+        } else {
+            config.maxChain = .count(try limit.integer(in: 1...1_000_000))
+        }
+    }
+    return config
+}
 
 func parseDatabases(_ top: ConfigObject) throws -> [DatabaseConfig] {
     guard let list = top.node("databases") else { return [] }

@@ -33,6 +33,9 @@ public struct OffsiteConfig: Sendable {
     /// The control endpoint (`/healthz`, `/metrics`, the status page…), or nil when `run` does
     /// not listen.
     public var http: HTTPConfig?
+    /// Continuous protection (every committed change of WAL-mode databases shipped within
+    /// seconds), or nil when off.
+    public var continuous: ContinuousConfig?
     /// How long `run` may take to finish after SIGTERM (the shutdown backup included); default 30s.
     public var shutdownTimeout: Duration
     /// Whether `run` restores a database from the newest good backup when it finds it corrupt
@@ -49,6 +52,7 @@ public struct OffsiteConfig: Sendable {
                 integrityCheck: IntegrityCheck = .quick, schedule: ScheduleConfig = ScheduleConfig(),
                 targets: [TargetConfig], health: HealthConfig = HealthConfig(), notify: NotifyConfig? = nil,
                 log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, http: HTTPConfig? = nil,
+                continuous: ContinuousConfig? = nil,
                 shutdownTimeout: Duration = .seconds(30), restoreIfCorrupt: Bool = false, file: String? = nil,
                 warnings: [String] = []) {
         self.file = file
@@ -65,6 +69,7 @@ public struct OffsiteConfig: Sendable {
         self.log = log
         self.verify = verify
         self.http = http
+        self.continuous = continuous
         self.shutdownTimeout = shutdownTimeout
         self.restoreIfCorrupt = restoreIfCorrupt
         self.warnings = warnings
@@ -174,6 +179,32 @@ public struct CompressionConfig: Sendable, Equatable {
     /// Creates settings.
     public init(level: Int = 6) {
         self.level = level
+    }
+}
+
+/// Continuous protection: every committed change of a WAL-mode database shipped within seconds
+/// (docs/CONTINUOUS.md).
+public struct ContinuousConfig: Sendable, Equatable {
+    /// When a chain has grown enough for a new full backup.
+    public enum ChainLimit: Sendable, Equatable {
+        /// When the change objects shipped since the base reach this share of the base's size.
+        case share(Double)
+        /// When this many change objects were shipped since the base.
+        case count(Int)
+    }
+
+    /// How often committed changes are shipped; default 1s.
+    public var interval: Duration
+    /// How far back second-level restore points reach; default 24h.
+    public var keep: Duration
+    /// When a new full backup starts a new chain; default 50% of the base's size.
+    public var maxChain: ChainLimit
+
+    /// Creates settings with the documented defaults.
+    public init(interval: Duration = .seconds(1), keep: Duration = .seconds(86_400), maxChain: ChainLimit = .share(0.5)) {
+        self.interval = interval
+        self.keep = keep
+        self.maxChain = maxChain
     }
 }
 
