@@ -158,6 +158,15 @@ import Testing
         config = config.replacingOccurrences(of: "\"name\": \"remote\",", with: "\"name\": \"remote\", \"retention\": { \"last\": 1 },")
         try Data(config.utf8).write(to: URL(fileURLWithPath: workspace.configPath))
 
+        // With continuous.keep 4d, the three-day-old chain stays, and so does its base.
+        let longKeep = config.replacingOccurrences(of: "\"targets\":", with: "\"continuous\": { \"keep\": \"4d\" },\n  \"targets\":")
+        try Data(longKeep.utf8).write(to: URL(fileURLWithPath: workspace.configPath))
+        let kept = try workspace.run(["prune", "--dry-run"])
+        #expect(kept.status == 0, "\(kept.standardError)")
+        #expect(kept.standardOutput.contains("keep    \(old.id)  base of changes"), "\(kept.standardOutput)")
+        #expect(kept.standardOutput.contains("changes: keep 6, remove 0 (within 4d"), "\(kept.standardOutput)")
+        try Data(config.utf8).write(to: URL(fileURLWithPath: workspace.configPath))
+
         let dry = try workspace.run(["prune", "--dry-run"])
         #expect(dry.status == 0, "\(dry.standardError)")
         #expect(dry.standardOutput.contains("keep    \(recent.id)  base of changes"), "\(dry.standardOutput)")

@@ -425,7 +425,7 @@ public final class Agent: @unchecked Sendable {
             let found = try listBackupsAndChanges(on: target.target, database: database)
             let backups = found.backups
             let continuous = planContinuousRetention(found, database: database, policy: target.config.retention,
-                                                     keep: defaultChangeKeep, now: Date())
+                                                     keep: config.continuous?.keep ?? defaultChangeKeep, now: Date())
             let plan = continuous.backups
             var removed = 0
             for decision in continuous.removeChanges {
