@@ -103,8 +103,9 @@ enum PruneCommand {
         return failures == 0 ? 0 : 1
     }
 
-    /// How long change objects are kept: `defaultChangeKeep` (24 hours) until the configuration
-    /// says otherwise (`continuous.keep`).
+    /// How long change objects are kept: the configuration's `continuous.keep`, else
+    /// `defaultChangeKeep` (24 hours; change objects may stay on a target after `continuous` is
+    /// taken out of the configuration, and go with their age then).
     static func changeKeep(_ setup: Setup) -> Duration {
         setup.config?.continuous?.keep ?? defaultChangeKeep
     }

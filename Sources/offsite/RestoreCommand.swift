@@ -64,7 +64,7 @@ enum RestoreCommand {
         let target = try setup.singleTarget()
         let keys = try setup.decryptionKeys()
         if !named && !parsed.has("if-db-not-exists") && isatty(STDIN_FILENO) != 0 && isatty(STDERR_FILENO) != 0 {
-            selection = .id(try choose(database: database.name, target: target))
+            selection = try choose(database: database.name, target: target)
         }
         let job = RestoreJob(target: target, database: database.name, selection: selection, keys: keys,
                              check: parsed.has("full-check") ? .full : .quick,
@@ -126,20 +126,31 @@ enum RestoreCommand {
         }
     }
 
-    /// Lists the recent backups on the terminal and asks which one to restore (Enter: the newest).
-    static func choose(database: String, target: any Target) throws -> BackupID {
-        let backups = try listBackups(on: target, database: database)
-        let menu = backupMenu(backups)
+    /// Lists the recent backups on the terminal and asks which one to restore (Enter: the newest);
+    /// when change objects reach further than the newest full backup, that newest change comes
+    /// first, as choice 0.
+    static func choose(database: String, target: any Target) throws -> BackupSelection {
+        let listing = try listBackupsAndChanges(on: target, database: database)
+        let menu = backupMenu(listing.backups)
         guard !menu.choices.isEmpty else { throw RestoreError.noBackups(database: database, target: target.name) }
+        var newestChange: ChainRestorePlan?
+        if case let .chain(plan)? = try? chooseRestoreSource(from: listing, database: database, selection: .latest, target: target.name) {
+            newestChange = plan
+        }
         var standardError = FileHandle.standardError
         print("Backups of \(database) on \(target.name), newest first:", to: &standardError)
-        for line in menu.lines { print(line, to: &standardError) }
-        print("Restore which backup? [1]: ", terminator: "", to: &standardError)
-        let answer = readLine() ?? ""
-        guard let index = menuChoice(answer, count: menu.choices.count) else {
-            throw RestoreError.invalidArgument("no backup numbered \(answer.trimmingCharacters(in: .whitespaces)): choose 1 to \(menu.choices.count)")
+        if let plan = newestChange {
+            let moment = formatInstant(plan.point).dropLast().replacingOccurrences(of: "T", with: " ")
+            print("  0  \(moment) UTC  newest change (\(plan.base.id) and \(plan.steps.count) change objects)", to: &standardError)
         }
-        return menu.choices[index].id
+        for line in menu.lines { print(line, to: &standardError) }
+        print("Restore which backup? [\(newestChange == nil ? 1 : 0)]: ", terminator: "", to: &standardError)
+        let answer = (readLine() ?? "").trimmingCharacters(in: .whitespaces)
+        if newestChange != nil && (answer.isEmpty || answer == "0") { return .latest }
+        guard let index = menuChoice(answer, count: menu.choices.count) else {
+            throw RestoreError.invalidArgument("no backup numbered \(answer): choose \(newestChange == nil ? 1 : 0) to \(menu.choices.count)")
+        }
+        return .id(menu.choices[index].id)
     }
 
     /// Asks for the database's name on the terminal; refuses without a terminal.

@@ -249,6 +249,62 @@ import Testing
         #expect(throws: ChangeObjectError.self) { try second.write(bare.data) }
     }
 
+    // MARK: From the capture side's spool
+
+    @Test func objectsWrittenFromASpoolApply() throws {
+        let fixture = try Self.fixture("spool-objects", count: 40)
+        let spool = try ChangeSpool(path: fixture.folder.file("spool"), pageSize: fixture.pageSize, framesPerSegment: 64)
+        let start = Date(timeIntervalSince1970: 1_796_299_300)
+        for (index, transaction) in fixture.transactions.enumerated() {
+            for frame in transaction.frames {
+                try frame.page.withUnsafeBytes { try spool.append(page: frame.pageNumber, content: $0) }
+            }
+            spool.commit(pageCount: transaction.frames.last!.commitSize, at: start.addingTimeInterval(Double(index) * 0.125))
+        }
+        let transactions = spool.transactions
+        let first = DataSink()
+        let one = try spool.writeChangeObject(transactions.prefix(25), database: "live", base: Self.base, sequence: 1,
+                                              previous: .base(crc: 1, length: 2), compressionLevel: 1, encryption: .none, into: first)
+        #expect(one.name.kind == .change(sequence: 1))
+        #expect(one.name.firstCommit == milliseconds(of: start) && one.name.lastCommit == milliseconds(of: start) + 24 * 125)
+        #expect(first.isFinished)
+        let second = DataSink()
+        let two = try spool.writeChangeObject(transactions.dropFirst(25), database: "live", base: Self.base, sequence: 2,
+                                              previous: .object(one.digest), compressionLevel: 1, encryption: .none, into: second)
+        // Both applied by sqlite3 in turn give the last content; the second's metadata links to the first.
+        let database = fixture.folder.file("applied.db")
+        try FileManager.default.copyItem(atPath: fixture.base, toPath: database)
+        var lastWAL = Data()
+        for (data, expectedPrevious) in [(first.data, ChainLink.base(crc: 1, length: 2)), (second.data, .object(one.digest))] {
+            let reader = try ChangeObjectReader(format: .plain, keys: DecryptionKeys()) { _, _ in }
+            try reader.write(data)
+            try reader.finish()
+            #expect(reader.metadata?.previous == expectedPrevious)
+            let bytes = DataSink()
+            let gunzip = try GzipDecompressor(next: bytes)
+            try gunzip.write(data)
+            try gunzip.finish()
+            lastWAL = bytes.data
+            try lastWAL.write(to: URL(fileURLWithPath: database + "-wal"))
+            #expect(try sqlite3(database, "PRAGMA wal_checkpoint(TRUNCATE)", in: fixture.folder).hasPrefix("0|"))
+        }
+        #expect(try WALWorkload.content(ofFileAt: database) == fixture.transactions.last!.content)
+        #expect(two.digest.bytes == SHA256Hasher.digest(of: lastWAL.withUnsafeBytes { UnsafeRawBufferPointer($0) }))
+        // The compactor from the same spool.
+        let compactor = try ChangeCompactor(pageSize: fixture.pageSize, scratchFolder: fixture.folder.path)
+        try spool.feed(transactions, to: compactor)
+        #expect(compactor.transactionCount == 40 && compactor.databaseSize == fixture.transactions.last!.frames.last!.commitSize)
+        let metadata = compactor.metadata(database: "live", base: Self.base, from: 1, to: 2, previous: .base(crc: 1, length: 2),
+                                          last: two.digest, commitTime: two.name.lastCommit)
+        let compacted = DataSink()
+        _ = try compactor.write(metadata: metadata, compressionLevel: 1, encryption: .none, into: compacted)
+        try compacted.data.write(to: URL(fileURLWithPath: fixture.folder.file("compacted.wal.gz")))
+        let inflated = try runTool("gzip", ["-dc", fixture.folder.file("compacted.wal.gz")], in: fixture.folder)
+        try inflated.standardOutputData.write(to: URL(fileURLWithPath: fixture.folder.file("compacted.wal")))
+        let applied = try WALFormatTests.applyWithSQLite(fixture, wal: fixture.folder.file("compacted.wal"), name: "compacted.db")
+        #expect(applied.integrity == "ok" && applied.content == fixture.transactions.last!.content)
+    }
+
     // MARK: Compaction
 
     @Test func aCompactedObjectHoldsTheNewestPagesAndSQLiteAppliesIt() throws {

@@ -120,6 +120,27 @@ import Testing
         #expect(listAfter.standardOutput.contains("change object 2 is missing"), "\(listAfter.standardOutput)")
     }
 
+    /// On a terminal, the picker offers the newest change first (Enter), then the full backups.
+    @Test func onATerminalThePickerOffersTheNewestChange() throws {
+        let workspace = try ChainWorkspace(.folder, label: "chain-picker")
+        try workspace.commit(3)
+        let base = try workspace.takeBase()
+        try workspace.commitAndShip(objects: 2, transactions: 3)
+        let script = workspace.folder.file("pty-answer.py")
+        try Data(answeringDriver.utf8).write(to: URL(fileURLWithPath: script))
+        // " " stands for Enter (the test environment drops empty variables; the answer is trimmed).
+        for (answer, expected) in [(" ", workspace.history.last!.content), ("1", workspace.content(at: base.id.seconds * 1000)!)] {
+            let output = "picked-\(answer == " " ? "enter" : answer).db"
+            let result = try runTool("python3", [script, "\(productsFolder)/offsite", "restore", "--db", "crm", "--output", output,
+                                                 "--config", workspace.configPath],
+                                     in: workspace.folder, environment: ["PTY_PROMPT": "Restore which backup?", "PTY_ANSWER": answer])
+            #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
+            #expect(result.standardOutput.contains("0  \(listedMoment(workspace.chains[0].objects[1].name.lastCommit)) UTC  newest change"),
+                    "\(result.standardOutput)")
+            #expect(try WALWorkload.content(ofFileAt: workspace.folder.file(output)) == expected, "answer '\(answer)'")
+        }
+    }
+
     @Test func pruneRemovesOldChainsWithTheirBaseAndKeepsBasesOfRecentChanges() throws {
         // Everything starts three days ago: the first chain is old, the second is recent.
         let workspace = try ChainWorkspace(.folder, label: "chain-prune", start: Date().addingTimeInterval(-3 * 86400))
@@ -135,6 +156,15 @@ import Testing
         // Retention keeps only the newest full backup; `recent` stays as the base of kept changes.
         var config = try String(contentsOfFile: workspace.configPath, encoding: .utf8)
         config = config.replacingOccurrences(of: "\"name\": \"remote\",", with: "\"name\": \"remote\", \"retention\": { \"last\": 1 },")
+        try Data(config.utf8).write(to: URL(fileURLWithPath: workspace.configPath))
+
+        // With continuous.keep 4d, the three-day-old chain stays, and so does its base.
+        let longKeep = config.replacingOccurrences(of: "\"targets\":", with: "\"continuous\": { \"keep\": \"4d\" },\n  \"targets\":")
+        try Data(longKeep.utf8).write(to: URL(fileURLWithPath: workspace.configPath))
+        let kept = try workspace.run(["prune", "--dry-run"])
+        #expect(kept.status == 0, "\(kept.standardError)")
+        #expect(kept.standardOutput.contains("keep    \(old.id)  base of changes"), "\(kept.standardOutput)")
+        #expect(kept.standardOutput.contains("changes: keep 6, remove 0 (within 4d"), "\(kept.standardOutput)")
         try Data(config.utf8).write(to: URL(fileURLWithPath: workspace.configPath))
 
         let dry = try workspace.run(["prune", "--dry-run"])

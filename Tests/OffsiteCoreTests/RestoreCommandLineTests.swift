@@ -316,7 +316,7 @@ final class DatabaseHolder {
 
 /// Runs its arguments on a new pseudo-terminal, answers $PTY_ANSWER once $PTY_PROMPT appears, and
 /// prints the whole transcript.
-private let answeringDriver = #"""
+let answeringDriver = #"""
 import os, pty, sys
 prompt = os.environ["PTY_PROMPT"].encode()
 answer = os.environ["PTY_ANSWER"].encode()
