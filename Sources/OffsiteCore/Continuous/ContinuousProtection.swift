@@ -294,7 +294,7 @@ public final class ContinuousProtection: @unchecked Sendable {
         let name = metadata.objectName(format: settings.encryption.format).fileName
         let temporary = "\(outbox)/.\(name).tmp"
         do {
-            let file = try FileSink(creating: temporary, syncsOnFinish: false)
+            let file = try AtomicFile(temporaryPath: temporary)
             let counter = CountingSink(next: file)
             do {
                 let writer = try ChangeObjectWriter(metadata: metadata, compressionLevel: settings.compressionLevel,
@@ -317,7 +317,7 @@ public final class ContinuousProtection: @unchecked Sendable {
                     }
                 }
                 let digest = try writer.finish()
-                try durableRename(from: temporary, to: "\(outbox)/\(name)")
+                try file.commit(as: "\(outbox)/\(name)")
                 chain.previous = .object(digest)
                 chain.nextSequence += 1
                 chain.objects += 1
@@ -358,11 +358,11 @@ public final class ContinuousProtection: @unchecked Sendable {
         let name = metadata.objectName(format: settings.encryption.format, firstCommit: chain.compactFirstCommit).fileName
         let temporary = "\(outbox)/.\(name).tmp"
         do {
-            let file = try FileSink(creating: temporary, syncsOnFinish: false)
+            let file = try AtomicFile(temporaryPath: temporary)
             do {
                 _ = try compactor.write(metadata: metadata, compressionLevel: settings.compressionLevel,
                                         encryption: settings.encryption, into: file)
-                try durableRename(from: temporary, to: "\(outbox)/\(name)")
+                try file.commit(as: "\(outbox)/\(name)")
             } catch {
                 file.discard()
                 throw error
