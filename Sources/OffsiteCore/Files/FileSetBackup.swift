@@ -565,11 +565,14 @@ final class FileSetPass {
             guard unchanged else { continue }
             var entry = TreeWalker.entry(path: walked.entry.path, status: before, type: .file)
             entry.blobs = blobs
-            let readAt = Int64(time(nil))
-            if Int64(before.st_ctim.tv_sec) >= readAt - FileSetSizes.racyWindow
-                || Int64(before.st_mtim.tv_sec) >= readAt - FileSetSizes.racyWindow {
-                entry.change = nil
+            var clock = timespec()
+            clock_gettime(CLOCK_REALTIME, &clock)
+            let readAt = FileTime(clock)
+            func isRecent(_ time: FileTime) -> Bool {
+                let nanoseconds = (readAt.seconds - time.seconds) * 1_000_000_000 + Int64(readAt.nanoseconds - time.nanoseconds)
+                return nanoseconds < FileSetSizes.racyWindow * 1_000_000_000
             }
+            if isRecent(FileTime(before.st_ctim)) || isRecent(FileTime(before.st_mtim)) { entry.change = nil }
             return entry
         }
         skipped.add(SkippedEntry(path: display, reason: .changedWhileRead))

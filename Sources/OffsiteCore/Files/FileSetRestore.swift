@@ -112,7 +112,7 @@ public func restoreFileSet(_ job: FileSetRestoreJob, toNewFolder output: String)
     }
     // Moving the folder may touch its own times: set them again.
     if let root = staging.folders.first(where: { $0.path == FileEntry.rootPath }) {
-        applyMetadata(root, at: destination)
+        applyMetadata(root, in: destination)
     }
     fsyncFolder(parent)
     report.destination = destination
@@ -129,6 +129,9 @@ public func restoreFileSetInPlace(_ job: FileSetRestoreJob, root: String, exclud
     let live = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
     try makePrivateDirectory(live)
     let snapshot = try chooseFileSnapshot(on: job.target, set: job.set, selection: job.selection)
+    // The staging folder lives in the root and touches its time; a restore of a deeper path puts it back.
+    var rootStatus = stat()
+    _ = lstat(live, &rootStatus)
     removeStaleStaging(in: live, prefix: ".offsite-restore-")
     let staging = try StagingFolder(in: live, prefix: ".offsite-restore-")
     defer { staging.remove() }
@@ -142,12 +145,19 @@ public func restoreFileSetInPlace(_ job: FileSetRestoreJob, root: String, exclud
     var merger = TreeMerger(staged: staging.tree, live: live, trash: staging.trash, leftOut: leftOut)
     let parts = staging.subpathParts
     try merger.merge(along: parts)
+    // Gone before the folders' times are set: removing it touches the root's.
+    staging.remove()
+    if parts.count > 1 && merger.created.isEmpty {
+        let omit = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)  // UTIME_OMIT
+        var times = [omit, rootStatus.st_mtim]
+        _ = utimensat(AT_FDCWD, live, &times, AT_SYMLINK_NOFOLLOW)
+    }
     // Folders' permissions and times, deepest first, for the restored path and below (and the
     // folders on the way that had to be made).
     for folder in staging.folders.reversed() {
         let isWithin = parts.isEmpty || folder.path.split(separator: UInt8(ascii: "/")).count >= parts.count
             || merger.created.contains(folder.path)
-        if isWithin { applyMetadata(folder, at: livePath(live, folder.path)) }
+        if isWithin { applyMetadata(folder, in: live) }
     }
     report.removed = merger.removed
     report.destination = live
@@ -210,13 +220,16 @@ func removeTree(_ path: String) {
     }
 }
 
-/// Sets an entry's owner (when running as root), permissions and modification time at `path`,
-/// without following a link.
-func applyMetadata(_ entry: FileEntry, at path: String) {
-    if geteuid() == 0 { _ = lchown(path, entry.uid, entry.gid) }
-    if entry.type != .symlink { chmod(path, mode_t(entry.mode)) }
-    var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)  /* UTIME_OMIT */, entry.modified.timespec]
-    _ = utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+/// Sets an entry's owner (when running as root), permissions and modification time at its path
+/// under `root`, without following a link.
+func applyMetadata(_ entry: FileEntry, in root: String) {
+    withFilePath(root, entry.path) { path in
+        if geteuid() == 0 { _ = lchown(path, entry.uid, entry.gid) }
+        if entry.type != .symlink { chmod(path, mode_t(entry.mode)) }
+        let omit = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)  // UTIME_OMIT: the access time stays
+        var times = [omit, entry.modified.timespec]
+        _ = utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+    }
 }
 
 /// A private folder where a restore builds the tree (`tree/`) from the snapshot's manifest
@@ -339,24 +352,23 @@ final class StagingFolder {
         let again = try ManifestReader(path: manifest)
         while let entry = try again.next() {
             guard isSelected(entry.path) else { continue }
-            let path = livePath(tree, entry.path)
             switch entry.type {
             case .file:
-                applyMetadata(entry, at: path)
+                applyMetadata(entry, in: tree)
             case .symlink:
                 let made = withFilePath(tree, entry.path) { target in
                     (entry.linkTarget + [0]).withUnsafeBufferPointer { bytes in
                         bytes.withMemoryRebound(to: CChar.self) { symlink($0.baseAddress!, target) }
                     }
                 }
-                guard made == 0 else { throw FileIOError(operation: "create link", path: path, code: errno) }
-                applyMetadata(entry, at: path)
+                guard made == 0 else { throw FileIOError(operation: "create link", path: livePath(tree, entry.path), code: errno) }
+                applyMetadata(entry, in: tree)
             case .directory:
                 break
             }
         }
         // Folders too (the caller sets them again where the tree lands).
-        for folder in folders.reversed() { applyMetadata(folder, at: livePath(tree, folder.path)) }
+        for folder in folders.reversed() { applyMetadata(folder, in: tree) }
         return report
     }
 
