@@ -4,39 +4,65 @@ import OffsiteCore
 /// `offsite list`: backups on the targets and in the local rotation.
 enum ListCommand {
     static let help = """
-    usage: offsite list [--target NAME|URL] [--db NAME] [--json] [--config FILE]
+    usage: offsite list [--target NAME|URL] [--db NAME | --files NAME] [--json] [--config FILE]
 
     Lists the backups on every target (or the one --target names) and in the local rotation:
-    database, id, time, kind, size. One listing per target; no object is read.
+    database, id, time, kind, size; and the snapshots of file sets (--files NAME: that set only),
+    whose size is their manifest's (their content is in packs shared between snapshots). One
+    listing per target; no object is read.
     """
 
     /// One row of the listing.
     struct Row {
         var location: String
-        var database: String
+        var name: String
+        var isFileSet: Bool
         var id: BackupID
         var size: Int64
         var encrypted: Bool?
     }
 
     static func run(_ arguments: [String]) throws -> Int32 {
-        let parsed = try Arguments(arguments, options: ["config", "db", "target"], flags: ["json"])
+        let parsed = try Arguments(arguments, options: ["config", "db", "files", "target"], flags: ["json"])
         if parsed.has("help") { print(help); return 0 }
         try parsed.expectNoPositional()
         let setup = try Setup(parsed)
         let databaseFilter = try parsed.value("db").map { _ in try setup.databaseName().name }
+        let setFilter = try parsed.value("files").map { _ in try setup.fileSetName().name }
         var rows: [Row] = []
+        var packSummaries: [String] = []
         for target in try setup.targets() {
-            for backup in try listBackups(on: target, database: databaseFilter) {
-                rows.append(Row(location: target.name, database: backup.database, id: backup.id, size: backup.size,
-                                encrypted: backup.format == .encrypted))
+            var targetRows: [Row] = []
+            defer {
+                rows += targetRows.sorted { ($0.isFileSet ? 1 : 0, $0.name, $0.id) < ($1.isFileSet ? 1 : 0, $1.name, $1.id) }
+            }
+            if let setFilter {
+                let listing = try target.list(prefix: "\(setFilter)/")
+                for snapshot in listing.compactMap(RemoteFileSnapshot.init(object:)) where snapshot.set == setFilter {
+                    targetRows.append(Row(location: target.name, name: snapshot.set, isFileSet: true, id: snapshot.id,
+                                          size: snapshot.size, encrypted: snapshot.format == .encrypted))
+                }
+                let packs = listing.filter { $0.key.hasPrefix("\(setFilter)/packs/") }
+                packSummaries.append("\(target.name) \(setFilter): \(packs.count) pack(s), \(formatBytes(packs.reduce(0) { $0 + $1.size })) shared by these snapshots")
+                continue
+            }
+            let objects = try target.list(prefix: databaseFilter.map { "\($0)/" } ?? "")
+            for backup in objects.compactMap(RemoteBackup.init(object:)) where databaseFilter == nil || backup.database == databaseFilter {
+                targetRows.append(Row(location: target.name, name: backup.database, isFileSet: false, id: backup.id,
+                                      size: backup.size, encrypted: backup.format == .encrypted))
+            }
+            if databaseFilter == nil {
+                for snapshot in objects.compactMap(RemoteFileSnapshot.init(object:)) {
+                    targetRows.append(Row(location: target.name, name: snapshot.set, isFileSet: true, id: snapshot.id,
+                                          size: snapshot.size, encrypted: snapshot.format == .encrypted))
+                }
             }
         }
-        if let local = setup.localFolder, parsed.value("target") == nil {
+        if let local = setup.localFolder, parsed.value("target") == nil, setFilter == nil {
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: local)) ?? []).sorted()
-            for name in names where databaseFilter == nil || databaseFilter == name {
+            for name in names where !name.hasPrefix(".") && (databaseFilter == nil || databaseFilter == name) {
                 for backup in localBackups(inFolder: "\(local)/\(name)") {
-                    rows.append(Row(location: "local", database: name, id: backup.id, size: backup.size, encrypted: nil))
+                    rows.append(Row(location: "local", name: name, isFileSet: false, id: backup.id, size: backup.size, encrypted: nil))
                 }
             }
         }
@@ -44,6 +70,7 @@ enum ListCommand {
             printJSON(rows)
         } else {
             printTable(rows)
+            for line in packSummaries { print(line) }
         }
         return 0
     }
@@ -54,8 +81,8 @@ enum ListCommand {
             return
         }
         let table = [["TARGET", "DATABASE", "ID", "TIME (UTC)", "KIND", "SIZE"]] + rows.map { row in
-            [row.location, row.database, row.id.description, formatUTC(row.id.date).replacingOccurrences(of: " UTC", with: ""),
-             row.id.kind.rawValue, formatBytes(row.size)]
+            [row.location, row.isFileSet ? "\(row.name) (files)" : row.name, row.id.description,
+             formatUTC(row.id.date).replacingOccurrences(of: " UTC", with: ""), row.id.kind.rawValue, formatBytes(row.size)]
         }
         let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for line in table {
@@ -69,9 +96,10 @@ enum ListCommand {
         let formatter = ISO8601DateFormatter()
         let objects: [[String: Any]] = rows.map { row in
             var object: [String: Any] = [
-                "target": row.location, "database": row.database, "id": row.id.description,
+                "target": row.location, "id": row.id.description,
                 "time": formatter.string(from: row.id.date), "kind": row.id.kind.rawValue, "size": row.size,
             ]
+            object[row.isFileSet ? "files" : "database"] = row.name
             if let encrypted = row.encrypted { object["encrypted"] = encrypted }
             return object
         }

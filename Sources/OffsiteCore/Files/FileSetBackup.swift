@@ -37,6 +37,9 @@ public struct FileSetBackupJob {
     public var keys: DecryptionKeys?
     /// Raised to stop the backup between chunks; nil: never.
     public var cancellation: Cancellation?
+    /// Called after a file's bytes were read and before it is checked for changes, with its path
+    /// and the attempt (from 0): tests change the file there.
+    var afterRead: ((String, Int) -> Void)?
 
     /// Creates a job.
     public init(set: FileSetConfig, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
@@ -505,7 +508,7 @@ final class FileSetPass {
                                   packNames: inout [String], packNumbers: inout [String: Int32], shipper: PackShipper,
                                   skipped: SkipLog) throws -> FileEntry? {
         let display = walked.entry.displayPath
-        for _ in 0..<FileSetSizes.readAttempts {
+        for attempt in 0..<FileSetSizes.readAttempts {
             let descriptor = TreeWalker.openAt(walked.parent, walked.name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
             guard descriptor >= 0 else {
                 if errno == ENOENT { return nil }
@@ -556,6 +559,7 @@ final class FileSetPass {
                 total += Int64(filled)
                 if filled < buffer.count { continue }
             }
+            job.afterRead?(display, attempt)
             var after = stat()
             guard fstat(descriptor, &after) == 0 else { continue }
             // Leave the application's page cache as it was: what was read is not needed again.
