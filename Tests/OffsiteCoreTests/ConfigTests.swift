@@ -164,6 +164,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
             #expect(config.targets[0].location == .s3(bucket: "crm-backups", prefix: "offsite"))
             #expect(config.targets[0].secretAccessKey?.value == "secret-of-s3")
             #expect(config.targets[1].password?.value == "secret-of-nas")
+            #expect(config.files.map(\.name) == ["uploads"] && config.files[0].exclude.texts == ["*.tmp", "cache/**"])
         case "s3.json":
             #expect(config.targets[0].secretAccessKey?.value == "example-secret")
             #expect(config.targets[0].endpoint?.host == "account.r2.example.com")
