@@ -191,12 +191,7 @@ struct Setup {
 
     /// What is never part of a file set: the databases (with their companions) and the local folder.
     func fileSetLeftOut() -> [String] {
-        var paths: [String] = []
-        for database in (try? configuredDatabases()) ?? [] {
-            for suffix in ["", "-wal", "-shm", "-journal"] { paths.append(database.path + suffix) }
-        }
-        if let local = localFolder { paths.append(local) }
-        return paths
+        fileSetLeftOutPaths(databases: (try? configuredDatabases()) ?? [], localFolder: localFolder)
     }
 
     /// The local rotation folder, if configured.

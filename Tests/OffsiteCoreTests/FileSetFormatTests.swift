@@ -82,6 +82,21 @@ import Testing
         }
     }
 
+    @Test func concatenatedArchivesReadAsOneWhenAsked() throws {
+        let both = try tar([("ab/one", Data("1".utf8))]) + tar([("cd/two", Data("22".utf8))])
+        let collector = Collector()
+        let reader = TarReader(handler: collector, concatenated: true)
+        try reader.write(both)
+        try reader.finish()
+        #expect(collector.members.map(\.0) == ["ab/one", "cd/two"])
+        // Without asking, the first archive's end is the end.
+        let single = Collector()
+        let strict = TarReader(handler: single)
+        try strict.write(both)
+        try strict.finish()
+        #expect(single.members.map(\.0) == ["ab/one"])
+    }
+
     @Test func tarReaderRefusesTruncatedAndDamagedStreams() throws {
         let archive = try tar([("ab/one", Data("hello".utf8))])
         for cut in [100, 512, 600, 1024] {

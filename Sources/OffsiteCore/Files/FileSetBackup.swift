@@ -221,6 +221,14 @@ public func runFileSetBackup(_ job: FileSetBackupJob, now: @escaping () -> Date 
     return report
 }
 
+/// What a file set never includes besides its excludes: the databases offsite protects with their
+/// `-wal`, `-shm` and `-journal` files, and the local folder (pass it as `FileSetBackupJob.leftOut`).
+public func fileSetLeftOutPaths(databases: [DatabaseRef], localFolder: String?) -> [String] {
+    var paths = databases.flatMap { database in ["", "-wal", "-shm", "-journal"].map { database.path + $0 } }
+    if let localFolder { paths.append(localFolder) }
+    return paths
+}
+
 /// A target in a pass: its position in the job, its key in the cache, and its listing.
 struct PassMember {
     var index: Int
@@ -562,8 +570,6 @@ final class FileSetPass {
             job.afterRead?(display, attempt)
             var after = stat()
             guard fstat(descriptor, &after) == 0 else { continue }
-            // Leave the application's page cache as it was: what was read is not needed again.
-            _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_DONTNEED))
             let unchanged = after.st_size == before.st_size && total == Int64(before.st_size)
                 && FileTime(after.st_mtim) == FileTime(before.st_mtim) && FileTime(after.st_ctim) == FileTime(before.st_ctim)
             guard unchanged else { continue }

@@ -290,7 +290,8 @@ final class StagingFolder {
         // Pass 1: check every path, make folders and empty files, and note where each blob goes.
         let reader = try ManifestReader(path: manifest)
         let header = reader.header
-        let placer = BlobPlacer(root: tree, set: job.set)
+        let placer = BlobPlacer(root: tree, set: job.set, chunkSize: header.chunkSize)
+        placer.packs = header.packs
         var folderPaths = Set<[UInt8]>()
         var previous: [UInt8]?
         var found = subpath == nil
@@ -310,7 +311,7 @@ final class StagingFolder {
                 folders.append(entry)
                 report.folders += 1
             case .file:
-                try placer.addFile(entry, chunkSize: header.chunkSize)
+                try placer.addFile(entry)
                 for blob in entry.blobs { neededPacks.insert(blob.pack) }
                 report.files += 1
                 report.bytes += entry.size
@@ -325,28 +326,15 @@ final class StagingFolder {
         // Pass 2: each needed pack once, its blobs written where they go and checked.
         let listing = neededPacks.isEmpty ? [] : try job.target.list(prefix: "\(job.set)/\(FileSetLayout.packFolder)/")
         let sizes = Dictionary(listing.map { ($0.key, $0.size) }, uniquingKeysWith: { first, _ in first })
-        if let progress = job.progress {
-            progress.total = neededPacks.reduce(0) { $0 + (sizes["\(job.set)/\(header.packs[$1])"] ?? 0) }
+        let keys = neededPacks.sorted().map { "\(job.set)/\(header.packs[$0])" }
+        if let missing = keys.first(where: { sizes[$0] == nil }) {
+            throw FileSetError.packMissing(set: job.set, target: job.target.name, pack: String(missing.dropFirst(job.set.count + 1)))
         }
+        job.progress?.total = keys.reduce(0) { $0 + (sizes[$1] ?? 0) }
         defer { job.progress?.end() }
-        for number in neededPacks.sorted() {
-            let key = "\(job.set)/\(header.packs[number])"
-            guard sizes[key] != nil else { throw FileSetError.packMissing(set: job.set, target: job.target.name, pack: header.packs[number]) }
-            placer.currentPack = header.packs[number]
-            let tar = TarReader(handler: placer)
-            let stages = try makeRestorePipeline(format: snapshot.format, keys: job.keys, into: tar)
-            do {
-                var head = stages.head
-                if let progress = job.progress { head = ProgressSink(next: head, meter: progress) }
-                try job.target.download(key: key, into: head)
-                try head.finish()
-            } catch {
-                for stage in stages.handOffs { stage.abandon() }
-                throw error
-            }
-            report.packs += 1
-        }
-        try placer.finish(packs: header.packs)
+        try readPacks(keys, from: job.target, format: snapshot.format, keys: job.keys, into: placer, progress: job.progress)
+        report.packs = keys.count
+        try placer.finish()
 
         // Pass 3: files' and links' metadata; links are made now, after every write.
         let again = try ManifestReader(path: manifest)
@@ -394,82 +382,116 @@ final class StagingFolder {
     }
 }
 
-/// Writes blobs, as a pack's tar stream delivers them, at their offsets in every file that uses
-/// them, hashing each on the way and refusing one whose hash is not its name.
+/// Writes blobs, as the packs' tar streams deliver them, at their offsets in every file that uses
+/// them, hashing each on the way and refusing one whose hash is not its name. Its index is compact
+/// (about 60 bytes a blob and the path's bytes): one sorted table of blob uses, one buffer of paths.
 final class BlobPlacer: TarMemberHandler {
-    private struct Destination {
+    /// One use of a blob: chunk `chunk` of file `file`, found in pack `pack` (-1 once written).
+    private struct Use {
+        var hash: BlobHash
         var file: Int32
-        var offset: Int64
-        var size: Int64
+        var chunk: Int32
+        var pack: Int32
     }
 
     private let root: String
     private let set: String
-    private var destinations: [BlobHash: [Destination]] = [:]
-    private var expectedPack: [BlobHash: Int] = [:]
-    private var filePaths: [[UInt8]] = []
+    private let chunkSize: Int64
+    private var uses: [Use] = []
+    private var isSorted = false
+    private var pathBytes: [UInt8] = []
+    private var pathStarts: [Int] = [0]
+    private var sizes: [Int64] = []
     private var remaining: [Int64] = []
     private let hasher = ContentHasher()
-    private var current: (hash: BlobHash, targets: [Destination], descriptors: [Int32], written: Int64)?
-    /// The pack being read, for messages.
-    var currentPack = ""
+    private var current: (hash: BlobHash, uses: Range<Int>, descriptors: [Int32], written: Int64)?
+    /// The pack names by number, for messages.
+    var packs: [String] = []
 
-    init(root: String, set: String) {
+    init(root: String, set: String, chunkSize: Int) {
         self.root = root
         self.set = set
+        self.chunkSize = Int64(chunkSize)
+    }
+
+    private func path(_ file: Int32) -> [UInt8] {
+        Array(pathBytes[pathStarts[Int(file)]..<pathStarts[Int(file) + 1]])
     }
 
     /// Creates `entry`'s file (empty) in the tree and notes where its blobs go.
-    func addFile(_ entry: FileEntry, chunkSize: Int) throws {
+    func addFile(_ entry: FileEntry) throws {
         let descriptor = withFilePath(root, entry.path) { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
         guard descriptor >= 0 else { throw FileIOError(operation: "create", path: livePath(root, entry.path), code: errno) }
         close(descriptor)
-        let expectedBlobs = entry.size == 0 ? 0 : Int((entry.size + Int64(chunkSize) - 1) / Int64(chunkSize))
+        let expectedBlobs = entry.size == 0 ? 0 : Int((entry.size + chunkSize - 1) / chunkSize)
         guard entry.blobs.count == expectedBlobs else {
             throw ManifestError(line: 0, detail: "\(entry.displayPath): \(entry.blobs.count) blobs for \(entry.size) bytes")
         }
-        let file = Int32(filePaths.count)
-        filePaths.append(entry.path)
+        let file = Int32(sizes.count)
+        pathBytes.append(contentsOf: entry.path)
+        pathStarts.append(pathBytes.count)
+        sizes.append(entry.size)
         remaining.append(entry.size)
         for (index, blob) in entry.blobs.enumerated() {
-            let offset = Int64(index) * Int64(chunkSize)
-            destinations[blob.hash, default: []].append(Destination(file: file, offset: offset,
-                                                                    size: min(Int64(chunkSize), entry.size - offset)))
-            expectedPack[blob.hash] = blob.pack
+            uses.append(Use(hash: blob.hash, file: file, chunk: Int32(index), pack: Int32(blob.pack)))
         }
+        isSorted = false
+    }
+
+    /// The uses of `hash`, by binary search in the sorted table.
+    private func usesOf(_ hash: BlobHash) -> Range<Int> {
+        if !isSorted {
+            uses.sort { $0.hash < $1.hash }
+            isSorted = true
+        }
+        var low = 0
+        var high = uses.count
+        while low < high {
+            let middle = (low + high) / 2
+            if uses[middle].hash < hash { low = middle + 1 } else { high = middle }
+        }
+        var end = low
+        while end < uses.count && uses[end].hash == hash { end += 1 }
+        return low..<end
+    }
+
+    private func size(of use: Use) -> Int64 {
+        min(chunkSize, sizes[Int(use.file)] - Int64(use.chunk) * chunkSize)
     }
 
     func beginMember(name: [UInt8], size: Int64) throws -> Bool {
-        guard name.count == 67, name[2] == UInt8(ascii: "/"), let hash = BlobHash(hex: name[3...]),
-              let targets = destinations[hash] else { return false }
-        guard targets.allSatisfy({ $0.size == size }) else {
-            throw FileSetError.contentMismatch(set: set, detail: "blob \(hash) in \(currentPack) has \(size) bytes, the manifest expects \(targets[0].size)")
+        guard name.count == 67, name[2] == UInt8(ascii: "/"), let hash = BlobHash(hex: name[3...]) else { return false }
+        let range = usesOf(hash)
+        guard !range.isEmpty, uses[range.lowerBound].pack >= 0 else { return false }  // not needed, or written already
+        if let wrong = uses[range].first(where: { self.size(of: $0) != size }) {
+            throw FileSetError.contentMismatch(set: set, detail: "blob \(hash) has \(size) bytes, the manifest expects \(self.size(of: wrong))")
         }
         var descriptors: [Int32] = []
-        for target in targets {
-            let descriptor = withFilePath(root, filePaths[Int(target.file)]) { open($0, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) }
+        for use in uses[range] {
+            let descriptor = withFilePath(root, path(use.file)) { open($0, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) }
             guard descriptor >= 0 else {
                 let code = errno
                 for open in descriptors { close(open) }
-                throw FileIOError(operation: "open", path: livePath(root, filePaths[Int(target.file)]), code: code)
+                throw FileIOError(operation: "open", path: livePath(root, path(use.file)), code: code)
             }
             descriptors.append(descriptor)
         }
         hasher.reset()
-        current = (hash, targets, descriptors, 0)
+        current = (hash, range, descriptors, 0)
         return true
     }
 
     func memberBytes(_ bytes: UnsafeRawBufferPointer) throws {
         guard var member = current else { return }
         hasher.update(bytes)
-        for (target, descriptor) in zip(member.targets, member.descriptors) {
+        for (use, descriptor) in zip(uses[member.uses], member.descriptors) {
+            let offset = Int64(use.chunk) * chunkSize + member.written
             var done = 0
             while done < bytes.count {
-                let count = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(target.offset + member.written + Int64(done)))
+                let count = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + Int64(done)))
                 if count < 0 {
                     if errno == EINTR { continue }
-                    throw FileIOError(operation: "write", path: livePath(root, filePaths[Int(target.file)]), code: errno)
+                    throw FileIOError(operation: "write", path: livePath(root, path(use.file)), code: errno)
                 }
                 done += count
             }
@@ -483,22 +505,59 @@ final class BlobPlacer: TarMemberHandler {
         current = nil
         for descriptor in member.descriptors { close(descriptor) }
         guard BlobHash(digest: hasher.finish()) == member.hash else {
-            throw FileSetError.contentMismatch(set: set, detail: "blob \(member.hash) in \(currentPack) does not have that hash: the pack is damaged")
+            let pack = packs.indices.contains(Int(uses[member.uses.lowerBound].pack)) ? packs[Int(uses[member.uses.lowerBound].pack)] : "its pack"
+            throw FileSetError.contentMismatch(set: set, detail: "blob \(member.hash) (in \(pack)) does not have that hash: the pack is damaged")
         }
-        destinations[member.hash] = nil
-        for target in member.targets { remaining[Int(target.file)] -= target.size }
+        for index in member.uses {
+            remaining[Int(uses[index].file)] -= size(of: uses[index])
+            uses[index].pack = -1
+        }
     }
 
-    /// Throws when a blob was not found in any pack read, naming the pack the manifest said.
-    func finish(packs: [String]) throws {
-        if let (hash, _) = destinations.first {
-            let pack = expectedPack[hash].map { packs[$0] } ?? "its pack"
-            throw FileSetError.contentMismatch(set: set, detail: "blob \(hash) is missing from \(pack)")
+    /// Throws when a blob was not in any pack read, naming the pack the manifest said.
+    func finish() throws {
+        if let missing = uses.first(where: { $0.pack >= 0 }) {
+            let pack = packs.indices.contains(Int(missing.pack)) ? packs[Int(missing.pack)] : "its pack"
+            throw FileSetError.contentMismatch(set: set, detail: "blob \(missing.hash) is missing from \(pack)")
         }
         if let index = remaining.firstIndex(where: { $0 != 0 }) {
-            throw FileSetError.contentMismatch(set: set, detail: "\(String(decoding: filePaths[index], as: UTF8.self)) is incomplete")
+            throw FileSetError.contentMismatch(set: set, detail: "\(String(decoding: path(Int32(index)), as: UTF8.self)) is incomplete")
         }
     }
+}
+
+/// Reads `packs` (object keys) of a snapshot in `format` one after another through one chain —
+/// decryption on the downloading thread, then one parallel gunzip and one tar reader for all, as
+/// the packs' gzip and tar streams concatenate — into `handler`. One chain for all packs keeps the
+/// memory of a restore that of one download, however many packs it reads.
+func readPacks(_ packs: [String], from target: any Target, format: PayloadFormat, keys: DecryptionKeys,
+               into handler: any TarMemberHandler, progress: ProgressMeter?) throws {
+    let tar = TarReader(handler: handler, concatenated: true)
+    let toDecompressor = ThreadedSink(next: try ParallelGzipDecompressor(next: tar), name: "offsite-restore-gunzip")
+    do {
+        for key in packs {
+            let held = HeldFinishSink(toDecompressor)
+            var head: any ByteSink = format == .encrypted ? try makeAgeDecryptor(keys: keys, next: held) : held
+            if let progress { head = ProgressSink(next: head, meter: progress) }
+            try target.download(key: key, into: head)
+            try head.finish()
+        }
+        try toDecompressor.finish()
+    } catch {
+        toDecompressor.abandon()
+        throw error
+    }
+}
+
+/// Passes bytes on but not the end of the stream: several objects feed one chain.
+final class HeldFinishSink: ByteSink {
+    let next: any ByteSink
+
+    init(_ next: any ByteSink) { self.next = next }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws { try next.write(bytes) }
+
+    func finish() throws {}
 }
 
 /// Merges a staged tree into the live one, entry by entry with `rename` (see

@@ -74,22 +74,12 @@ private func verifyFully(_ snapshot: RemoteFileSnapshot, listing: FileSetListing
         for blob in entry.blobs { needed[blob.hash] = blob.pack }
     }
     let checker = BlobChecker(needed: needed, set: snapshot.set)
-    for (number, pack) in header.packs.enumerated() {
-        guard let object = listing.packs[pack] else {
-            throw FileSetError.packMissing(set: snapshot.set, target: target.name, pack: pack)
-        }
-        checker.pack = number
-        checker.packName = pack
-        let tar = TarReader(handler: checker)
-        let stages = try makeRestorePipeline(format: snapshot.format, keys: keys, into: tar)
-        do {
-            try target.download(key: object.key, into: stages.head)
-            try stages.head.finish()
-        } catch {
-            for stage in stages.handOffs { stage.abandon() }
-            throw error
-        }
+    for pack in header.packs where listing.packs[pack] == nil {
+        throw FileSetError.packMissing(set: snapshot.set, target: target.name, pack: pack)
     }
+    checker.packs = header.packs
+    try readPacks(header.packs.map { "\(snapshot.set)/\($0)" }, from: target, format: snapshot.format, keys: keys,
+                  into: checker, progress: nil)
     if let (hash, pack) = checker.needed.first {
         throw FileSetError.contentMismatch(set: snapshot.set, detail: "blob \(hash) is missing from \(header.packs[pack])")
     }
@@ -100,8 +90,7 @@ private func verifyFully(_ snapshot: RemoteFileSnapshot, listing: FileSetListing
 private final class BlobChecker: TarMemberHandler {
     var needed: [BlobHash: Int]
     let set: String
-    var pack = 0
-    var packName = ""
+    var packs: [String] = []
     private let hasher = ContentHasher()
     private var current: BlobHash?
 
@@ -112,7 +101,7 @@ private final class BlobChecker: TarMemberHandler {
 
     func beginMember(name: [UInt8], size: Int64) throws -> Bool {
         guard name.count == 67, name[2] == UInt8(ascii: "/"), let hash = BlobHash(hex: name[3...]) else {
-            throw FileSetError.contentMismatch(set: set, detail: "\(packName) holds \(String(decoding: name, as: UTF8.self)), which is not a blob")
+            throw FileSetError.contentMismatch(set: set, detail: "a pack holds \(String(decoding: name, as: UTF8.self)), which is not a blob")
         }
         current = hash
         hasher.reset()
@@ -125,8 +114,9 @@ private final class BlobChecker: TarMemberHandler {
         guard let hash = current else { return }
         current = nil
         guard BlobHash(digest: hasher.finish()) == hash else {
-            throw FileSetError.contentMismatch(set: set, detail: "blob \(hash) in \(packName) does not have that hash: the pack is damaged")
+            let pack = needed[hash].map { packs[$0] } ?? "a pack"
+            throw FileSetError.contentMismatch(set: set, detail: "blob \(hash) (in \(pack)) does not have that hash: the pack is damaged")
         }
-        if needed[hash] == pack { needed[hash] = nil }
+        needed[hash] = nil
     }
 }

@@ -116,9 +116,15 @@ final class TarReader: ByteSink {
     /// Regular members seen.
     private(set) var memberCount = 0
 
-    /// Creates a reader that reports members to `handler`.
-    init(handler: any TarMemberHandler) {
+    /// Whether archives follow one another (`tar --ignore-zeros`): zero blocks are skipped and
+    /// the stream only has to end between members, after at least one zero block.
+    private let concatenated: Bool
+
+    /// Creates a reader that reports members to `handler`; with `concatenated`, it reads several
+    /// archives written one after another.
+    init(handler: any TarMemberHandler, concatenated: Bool = false) {
         self.handler = handler
+        self.concatenated = concatenated
         headerBuffer.reserveCapacity(tarBlockSize)
     }
 
@@ -190,10 +196,14 @@ final class TarReader: ByteSink {
     private func parseHeader() throws {
         if headerBuffer.allSatisfy({ $0 == 0 }) {
             zeroBlocks += 1
-            if zeroBlocks == 2 { state = .ended }
+            if zeroBlocks == 2 && !concatenated { state = .ended }
             return
         }
-        guard zeroBlocks == 0 else { throw TarError("a member follows a zero block") }
+        if concatenated {
+            zeroBlocks = 0
+        } else {
+            guard zeroBlocks == 0 else { throw TarError("a member follows a zero block") }
+        }
         let stored = try TarReader.number(headerBuffer[148..<156], field: "checksum")
         var sum: Int64 = 0
         for (index, byte) in headerBuffer.enumerated() { sum += (148..<156).contains(index) ? 32 : Int64(byte) }
