@@ -78,8 +78,11 @@ public func selectFileSnapshot(from snapshots: [RemoteFileSnapshot], set: String
 
 /// Why no snapshot could be picked.
 public enum FileSetSelectionError: UserFacingError, Equatable {
+    /// The target holds no snapshot of the set.
     case noSnapshots(set: String, target: String)
+    /// No snapshot has the id asked for.
     case notFound(set: String, target: String, id: String)
+    /// Every snapshot is younger than the time asked for.
     case nothingBefore(set: String, target: String, time: Date, oldest: BackupID)
 
     public var message: String {
