@@ -26,6 +26,7 @@ WORK = Path(os.environ.get("BENCH_WORK", ROOT / "bench" / "work" / "filesets")).
 BIN = Path(os.environ.get("BENCH_BIN", ROOT / ".build" / "release"))
 OFFSITE = str(BIN / "offsite")
 RUNS = int(os.environ.get("BENCH_RUNS", "2"))
+# BENCH_FIRST_ONLY=1 stops after the first-backup comparison (to repeat it when the machine is quiet).
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 SMALL_FILES = int(os.environ.get("BENCH_SMALL_FILES", "100000"))
@@ -226,6 +227,8 @@ def main():
               f"{min(c for _, c, _ in firsts) / cpu:.2f}x the CPU time")
     print(f"  stored: offsite {mb(first_shipped)}, tar|pigz|age {mb(baseline_bytes)}; "
           f"offsite peak RSS {max(r for _, _, r in firsts) / 1024:.0f} MiB")
+    if os.environ.get("BENCH_FIRST_ONLY", "") not in ("", "0"):
+        return
 
     before = remote_objects(WORK / "remote")
     wall, rss, out = timed([OFFSITE, "backup", "--files", "bench", "--config", str(cfg)])

@@ -7,7 +7,8 @@
 #   bash bench/filesets.sh
 #
 # Overrides: BENCH_RUNS (2), BENCH_FILES (10000), BENCH_TOTAL_MIB (2048), BENCH_SMALL_FILES (100000),
-# BENCH_KEEP_WORK=1 keeps the generated trees for the next run.
+# BENCH_KEEP_WORK=1 keeps the generated trees for the next run, BENCH_FIRST_ONLY=1 stops after the
+# first-backup comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
