@@ -172,13 +172,13 @@ def main():
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared: expect noise)")
     tree = WORK / "tree"
-    if not (tree / ".complete").exists():
+    marker = WORK / "tree.complete"
+    if not marker.exists():
         shutil.rmtree(tree, ignore_errors=True)
         started = time.monotonic()
         count, total = generate_tree(tree)
-        (tree / ".complete").write_text("")
+        marker.write_text(f"{FILES} {TOTAL}")
         print(f"generated {count} files, {mb(total)} in {time.monotonic() - started:.0f} s")
-    (tree / ".complete").unlink(missing_ok=True)
     print(f"tree: {sum(len(n) for _, _, n in os.walk(tree))} files, {mb(tree_bytes(tree))}")
     identity = WORK / "identity.txt"
     identity.unlink(missing_ok=True)
@@ -260,11 +260,11 @@ def main():
         raise SystemExit("the restored tree differs")
 
     small = WORK / "small"
-    if not (small / ".complete").exists():
+    small_marker = WORK / "small.complete"
+    if not small_marker.exists():
         shutil.rmtree(small, ignore_errors=True)
         generate_small(small, SMALL_FILES)
-        (small / ".complete").write_text("")
-    (small / ".complete").unlink(missing_ok=True)
+        small_marker.write_text(str(SMALL_FILES))
     time.sleep(3)
     shutil.rmtree(WORK / "remote", ignore_errors=True)
     shutil.rmtree(WORK / "local", ignore_errors=True)
@@ -278,12 +278,10 @@ def main():
                             "--output", str(restored)])
     print(f"  restore {wall:.1f} s, peak RSS {rss / 1024:.1f} MiB")
     shutil.rmtree(restored, ignore_errors=True)
+    shutil.rmtree(WORK / "remote", ignore_errors=True)
+    shutil.rmtree(WORK / "local", ignore_errors=True)
     if os.environ.get("BENCH_KEEP_WORK", "") in ("", "0"):
-        shutil.rmtree(WORK / "remote", ignore_errors=True)
-        shutil.rmtree(WORK / "local", ignore_errors=True)
-    else:
-        (tree / ".complete").write_text("")
-        (small / ".complete").write_text("")
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":
