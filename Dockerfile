@@ -1,10 +1,11 @@
-# offsite: a static-stdlib release build copied into a slim Debian runtime.
+# offsite: a static-stdlib release build (the Swift 6.3 toolchain the project is tested with)
+# copied into a slim Debian runtime. scripts/check-image.sh proves the runtime stage in CI.
 #
 #   docker build -t offsite .
 #   docker run -v crm-data:/data -v offsite-backups:/backups -v ./config:/config:ro \
 #              -e OFFSITE_CONFIG=/config/offsite.json offsite
 
-FROM swift:6.1-bookworm AS build
+FROM swift:6.3-bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libsqlite3-dev zlib1g-dev libsodium-dev libcurl4-openssl-dev \

@@ -4,7 +4,10 @@
 Measures, on generated CRM databases and against an S3 server (rclone serve s3) on 127.0.0.1:
 offsite backup (levels 6 and 1) and restore, the hand-written shell pipeline, restic, Litestream,
 and gzip/pigz alone; then the application writer's commit latency with and without offsite backups
-running. Prints the table and writes a Markdown report (docs/BENCHMARKS.md by default).
+running. Then the corpus: `offsite backup` at level 6 against `gzip -6` and `pigz -6` of the same
+snapshot, on databases of other kinds (bench/corpus.py makes four; the fifth is a public one that
+a Debian package ships). Prints the tables and writes a Markdown report (docs/BENCHMARKS.md by
+default).
 
 Every tool's output is checked: decompressed or restored, it must be a database that passes
 `PRAGMA integrity_check` (first run of each tool; `quick_check` on later runs) or be byte-identical
@@ -14,6 +17,7 @@ are reported as met or not met and never change the exit status.
 
 import ctypes
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -54,6 +58,27 @@ OFFSITE = str(BIN / "offsite")
 CRM = str(BIN / "offsite-crm")
 BUCKET = "bench"
 SEED = 1
+CORPUS = os.environ.get("BENCH_CORPUS", "1") not in ("", "0")
+CORPUS_MIB = env_int("BENCH_CORPUS_MIB", 4 if QUICK else 200)
+CORPUS_RUNS = env_int("BENCH_CORPUS_RUNS", RUNS)
+# The public database: PROJ's coordinate reference system database, from the Debian package proj-data.
+PROJ_DB = Path("/usr/share/proj/proj.db")
+# The corpus: (name, what it is). The first four are made by bench/corpus.py --kind NAME.
+CORPUS_KINDS = [
+    ("text", "text-heavy: a knowledge base, articles and comments of real prose (passages of the man pages of "
+             "Debian's manpages, manpages-dev and git-man; one in six in German, French, Spanish, Russian, Japanese "
+             "or Chinese from the manpages-* translations), WAL"),
+    ("blobs", "BLOB-heavy: uploads kept in the database, by bytes half photos (JPEG drawn by ImageMagick), scanned "
+              "pages (greyscale JPEG of a man page set in DejaVu Sans, in a PDF), groff-typeset PDFs, screenshots "
+              "(PNG), .docx files and CSV/JSON/text files, WAL"),
+    ("indexes", "index-heavy: web analytics, one narrow table of page views (timestamps, visitor UUIDs, paths, "
+                "referrers) under eight secondary indexes filled in arrival order, WAL"),
+    ("deletes", "after heavy deletes: a mailbox (prose bodies, headers, some attachments) after a retention purge "
+                "and user deletes, then some new mail; secure_delete off (SQLite's default), so the free pages "
+                "still hold the deleted messages; rollback journal"),
+    ("proj", "public: PROJ's coordinate reference system database `proj.db` as Debian's package proj-data ships it "
+             "(tables of CRS definitions, names, extents and their indexes; used as shipped, whatever its size)"),
+]
 
 # The hand-written pipeline, exactly as run (with `set -o pipefail`); its inputs come from the
 # environment so that the command text below is what the report shows.
@@ -335,7 +360,9 @@ class Bench:
 
     # -- one tool, one run --------------------------------------------------------------------
 
-    def offsite_backup(self, size, db, run_index, level):
+    def offsite_backup(self, size, db, run_index, level, snapshot=None):
+        """One `offsite backup`; its object, decrypted and decompressed with age and gunzip, must be a
+        sound database and, when SNAPSHOT is given, byte for byte that snapshot of DB."""
         tool = f"offsite backup level {level}"
         prefix = f"offsite-l{level}-{size}-r{run_index}"
         self.server.delete_prefix(prefix)
@@ -356,21 +383,30 @@ class Bench:
         env = dict(self.env, IDENTITY=str(self.identity), OBJECT=str(objects[0]), OUT=str(out))
         run(["bash", "-c", "set -o pipefail; " + DECRYPT], env=env, label="age -d | gunzip")
         verify_database(out, tool, full=run_index == 1)
+        if snapshot is not None:
+            verify_identical(out, snapshot, f"{tool} of {db.name}")
         remove(out)
         return prefix, objects[0]
 
-    def offsite_restore(self, size, db, run_index, prefix, obj):
+    def offsite_restore(self, size, db, run_index, prefix, obj, snapshot=None):
+        """`offsite restore` of the level-6 object, checked; then (for the CRM database, SNAPSHOT None)
+        the baseline `age -d | gunzip` of the same object. With SNAPSHOT the restored file must be
+        byte for byte that snapshot."""
         tool = "offsite restore"
         config = self.offsite_config(6, prefix, db)
         out = WORK / "out" / "restored.db"
         remove(out, str(out) + "-wal", str(out) + "-shm")
-        cmd = [OFFSITE, "restore", "--config", str(config), "--target", "bench", "--db", "crm",
+        cmd = [OFFSITE, "restore", "--config", str(config), "--target", "bench", "--db", Path(db).stem,
                "--identity", str(self.identity), "--output", str(out)]
         self.commands[tool] = ("offsite restore --config offsite-l6.json --target bench --db crm "
                                "--identity identity.txt --output restored.db   # includes its PRAGMA quick_check")
         timing = timed(cmd, env=self.env, label="offsite-restore")
         self.record(size, tool, timing)
         verify_database(out, tool, full=run_index == 1)
+        if snapshot is not None:
+            verify_identical(out, snapshot, f"{tool} of {Path(db).name}")
+            remove(out)
+            return
         remove(out)
         # The baseline: the same object, already downloaded, through age -d | gunzip.
         tool = "age -d | gunzip (same object)"
@@ -622,6 +658,87 @@ class Bench:
             self.writer_run(size, db, True, w)
         self.loads.append((f"{size} MiB end", os.getloadavg()))
 
+    # -- the corpus ---------------------------------------------------------------------------------
+
+    def corpus_database(self, kind):
+        """The corpus database KIND in the work folder, made (or copied) unless the one there was made
+        alike; returns its path and what was made."""
+        folder = WORK / "corpus"
+        folder.mkdir(parents=True, exist_ok=True)
+        db, stamp = folder / f"{kind}.db", folder / f"{kind}.json"
+        if kind == "proj":
+            if not PROJ_DB.exists():
+                raise BenchFailure(f"{PROJ_DB} is missing: install the Debian package proj-data")
+            wanted = {"source": str(PROJ_DB), "version": package_version("proj-data")}
+        else:
+            generator = hashlib.sha256((ROOT / "bench" / "corpus.py").read_bytes()).hexdigest()[:16]
+            wanted = {"size_mib": CORPUS_MIB, "seed": SEED, "generator": generator}
+        try:
+            kept = json.loads(stamp.read_text()) if db.exists() else None
+        except (OSError, ValueError):
+            kept = None
+        if kept and kept.get("wanted") == wanted and not Path(str(db) + "-wal").exists():
+            log(f"== corpus: reusing {db}")
+            return db, kept["summary"]
+        remove(db, str(db) + "-wal", str(db) + "-shm", str(db) + "-journal", stamp)
+        started = time.monotonic()
+        if kind == "proj":
+            shutil.copyfile(PROJ_DB, db)
+            summary = f"proj-data {wanted['version']}"
+        else:
+            log(f"== corpus: making the {kind} database ({CORPUS_MIB} MiB)")
+            proc = run([sys.executable, str(ROOT / "bench" / "corpus.py"), "--kind", kind, "--out", str(db),
+                        "--size-mib", str(CORPUS_MIB), "--seed", str(SEED), "--scratch", str(WORK / "tmp" / f"corpus-{kind}")],
+                       label=f"bench/corpus.py --kind {kind}")
+            summary = json.loads(proc.stdout.strip().splitlines()[-1])["summary"]
+            log(f"   made in {time.monotonic() - started:.1f} s: {summary}")
+        verify_database(db, f"the corpus database {kind}", full=True)
+        stamp.write_text(json.dumps({"wanted": wanted, "summary": summary}))
+        return db, summary
+
+    def measure_corpus(self):
+        """Level 6 against gzip -6 and pigz -6 of the same snapshot on every corpus database: runs
+        alternate, each run goes through every database, the three tools back to back per database
+        (starting at a different one each time). The first run also restores each object with
+        `offsite restore`. Every output must be byte for byte the snapshot."""
+        self.corpus = []
+        for kind, _ in CORPUS_KINDS:
+            db, summary = self.corpus_database(kind)
+            snapshot = WORK / "corpus" / f"{kind}.snapshot.db"
+            remove(snapshot)
+            run(["sqlite3", str(db), f".backup '{snapshot}'"], label=f"sqlite3 .backup of {db.name}")
+            verify_database(db, f"the corpus database {kind}", full=False)
+            facts = run(["sqlite3", "-readonly", str(snapshot),
+                         "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count), "
+                         "(SELECT count(*) FROM sqlite_master WHERE type = 'table'), "
+                         "(SELECT count(*) FROM sqlite_master WHERE type = 'index');"], label="sqlite3 facts").stdout
+            pages, free, tables, indexes = (int(v) for v in facts.strip().split("|"))
+            self.corpus.append({"kind": kind, "db": db, "snapshot": snapshot, "bytes": snapshot.stat().st_size,
+                                "free": free / pages, "tables": tables, "indexes": indexes, "summary": summary})
+        self.loads.append(("corpus start", os.getloadavg()))
+        for r in range(1, CORPUS_RUNS + 1):
+            log(f"== corpus: run {r} of {CORPUS_RUNS}")
+            for index, entry in enumerate(self.corpus):
+                key, db, snapshot = "corpus:" + entry["kind"], entry["db"], entry["snapshot"]
+                log(f"   {entry['kind']} ({entry['bytes'] / MIB:.1f} MiB)")
+                made = {}
+                steps = [
+                    lambda: self.compressor_alone(key, snapshot, r, ["gzip", "-6"]),
+                    lambda: self.compressor_alone(key, snapshot, r, ["pigz", "-6"]),
+                    lambda: made.update(backup=self.offsite_backup(key, db, r, 6, snapshot=snapshot)),
+                ]
+                shift = (r - 1 + index) % len(steps)
+                for step in steps[shift:] + steps[:shift]:
+                    step()
+                prefix, obj = made["backup"]
+                if r == 1:
+                    self.offsite_restore(key, db, r, prefix, obj, snapshot=snapshot)
+                self.server.delete_prefix(prefix)
+            self.server.empty_bucket()
+            self.loads.append((f"corpus run {r} end", os.getloadavg()))
+        for entry in self.corpus:
+            remove(entry["snapshot"])
+
     def main(self):
         WORK.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -630,6 +747,8 @@ class Bench:
             self.prepare()
             for size in SIZES:
                 self.measure(size)
+            if CORPUS:
+                self.measure_corpus()
         finally:
             if getattr(self, "server", None):
                 self.server.stop()
@@ -644,6 +763,7 @@ class Bench:
         if not KEEP_WORK:
             for size in SIZES:
                 remove(WORK / f"db-{size}")
+            remove(WORK / "corpus")
         remove(self.s3_folder, WORK / "out", WORK / "tmp", WORK / "restic-cache", WORK / "identity.txt")
 
 
@@ -699,6 +819,12 @@ def disk_description(path):
         return "unknown"
 
 
+def package_version(package):
+    """The installed version of a Debian package, or "not installed"."""
+    proc = run(["dpkg-query", "-W", "-f", "${Version}", package], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "not installed"
+
+
 def tool_versions():
     def first_line(cmd):
         try:
@@ -719,6 +845,11 @@ def tool_versions():
         "sqlite3 CLI": first_line(["sqlite3", "--version"]).split(" 20")[0],
         "python3": platform.python_version(),
     }
+    if CORPUS:
+        versions["ImageMagick (corpus uploads)"] = first_line(["/usr/bin/convert", "-version"]).replace("Version: ", "")
+        versions["groff (corpus PDFs)"] = first_line(["groff", "--version"])
+        for package in ("proj-data", "manpages", "manpages-dev", "git-man"):
+            versions[f"{package} (corpus)"] = package_version(package)
     return versions
 
 
@@ -832,6 +963,66 @@ class Report:
 
     RATIO_HEADER = ["ratio (medians of this run)", "value", "target", ""]
 
+    # -- the corpus --------------------------------------------------------------------------------
+
+    LEVEL6, GZIP6, PIGZ6 = "offsite backup level 6", "gzip -6 (file to file)", "pigz -6 (file to file)"
+
+    def corpus_figures(self, key):
+        """Object size over gzip -6 output, and per run (the three tools back to back): level 6 CPU
+        over gzip -6 CPU and level 6 wall over pigz -6 wall."""
+        get = lambda tool: self.bench.results.get((key, tool), [])
+        level6, gzip6, pigz6 = get(self.LEVEL6), get(self.GZIP6), get(self.PIGZ6)
+        if not (level6 and gzip6 and pigz6):
+            return None
+        stored = statistics.median(e["stored"] for e in level6)
+        gzipped = statistics.median(e["stored"] for e in gzip6)
+        return {"stored": stored, "gzip": gzipped, "size": stored / gzipped,
+                "cpu": [o["cpu"] / g["cpu"] for o, g in zip(level6, gzip6)],
+                "wall": [o["wall"] / p["wall"] for o, p in zip(level6, pigz6)]}
+
+    def corpus_rows(self):
+        rows = []
+        entries = [(e["kind"], "corpus:" + e["kind"], e) for e in getattr(self.bench, "corpus", [])]
+        entries += [(f"CRM {size} MiB (offsite-crm, above)", size, None) for size in SIZES]
+        for name, key, entry in entries:
+            figures = self.corpus_figures(key)
+            if not figures:
+                continue
+            if entry:
+                source, free = entry["bytes"], f"{100 * entry['free']:.0f}%"
+                schema = f"{entry['tables']} / {entry['indexes']}"
+            else:
+                source, free, schema = self.bench.sources[key], "", ""
+            rows.append([name, f"{source / MIB:.1f}", free, schema, f"{figures['gzip'] / MIB:.2f}",
+                         f"{figures['stored'] / MIB:.2f}", f"{figures['size']:.4f}", spread(figures["cpu"]),
+                         spread(figures["wall"]), "yes" if figures["size"] <= 1.01 else "**no**"])
+        return rows
+
+    CORPUS_HEADER = ["database", "on disk MiB", "free pages", "tables / indexes", "gzip -6 MiB", "level 6 object MiB",
+                     "object / gzip -6", "CPU / gzip -6", "wall / pigz -6", "object ≤ 1.01× gzip -6"]
+
+    def corpus_detail_rows(self):
+        rows = []
+        for entry in getattr(self.bench, "corpus", []):
+            key = "corpus:" + entry["kind"]
+            for tool in (self.LEVEL6, self.GZIP6, self.PIGZ6, "offsite restore"):
+                found = self.bench.results.get((key, tool))
+                if found:
+                    rows.append([entry["kind"], tool, spread([e["wall"] for e in found]), spread([e["cpu"] for e in found]),
+                                 spread([e["rss"] for e in found], MIB, 1),
+                                 spread([e["stored"] for e in found if "stored" in e], MIB, 2) if "stored" in found[0] else ""])
+        return rows
+
+    CORPUS_DETAIL_HEADER = ["database", "tool", "wall s", "CPU s (user+sys)", "peak RSS MiB", "stored MiB"]
+
+    def corpus_verdict(self):
+        """One sentence: whether level 6 held within 1.01x gzip -6 everywhere, naming where not."""
+        failed = [(row[0], row[6]) for row in self.corpus_rows() if row[-1] != "yes"]
+        if not failed:
+            return "Level 6 stays within 1.01× the size of `gzip -6` on every database here."
+        return ("**Level 6 is more than 1.01× the size of `gzip -6` on " + ", ".join(f"{name} ({ratio}×)" for name, ratio in failed)
+                + ".**")
+
     @staticmethod
     def markdown_table(header, rows):
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
@@ -853,7 +1044,46 @@ class Report:
             if self.writer_rows(size):
                 parts.append("\n" + self.text_table(self.WRITER_HEADER, self.writer_rows(size)))
             parts.append("\n" + self.text_table(self.RATIO_HEADER, [[c.replace("**", "") for c in r] for r in self.ratios(size)]))
+        if getattr(self.bench, "corpus", None):
+            parts.append(f"\nCorpus, {CORPUS_RUNS} run(s): level 6 against gzip -6 and pigz -6 of the same snapshot; "
+                         "ratios per run, median (min–max)\n")
+            parts.append(self.text_table(self.CORPUS_HEADER, [[c.replace("**", "") for c in r] for r in self.corpus_rows()]))
+            parts.append(self.corpus_verdict().replace("**", "").replace("`", ""))
         return "\n".join(parts)
+
+    def corpus_markdown(self):
+        b = self.bench
+        lines = [
+            "", f"## Corpus: level 6 on other kinds of database", "",
+            "Level 6 uses `deflateTune` settings chosen on the CRM database (see `Sources/OffsiteCore/Codec/Gzip.swift`); "
+            "this checks them on databases that do not come from that generator. `bench/corpus.py` makes the first four "
+            f"(about {CORPUS_MIB} MiB each, seed {SEED}); the last is a public database as a Debian package ships it.", "",
+        ]
+        lines += [f"- **{e['kind']}**: {dict(CORPUS_KINDS)[e['kind']]}. Made: {e['summary']}." for e in b.corpus]
+        lines += [
+            "",
+            "How it is measured: for each database a snapshot is taken once with `sqlite3 DB \".backup SNAP\"` (untimed); "
+            "`gzip -6` and `pigz -6` compress that snapshot file to file, and `offsite backup` (level 6, to the same S3 "
+            "server as above) snapshots the database itself. The three run back to back, from the page cache, in a "
+            "rotating order; every run goes through every database. Each offsite object is decrypted with `age -d` and "
+            "decompressed with `gunzip`, and must be byte for byte the snapshot (and pass `PRAGMA integrity_check` in the "
+            "first run); the gzip and pigz outputs must gunzip to the snapshot; in the first run each object is also "
+            "restored with `offsite restore`, which must give the snapshot byte for byte. Object / gzip -6 compares the "
+            "whole age object (header and tags included) with gzip's output. CPU / gzip -6 and wall / pigz -6 are "
+            "taken per run (the tools ran seconds apart) and given as median (min–max) over the runs. "
+            "The CRM rows repeat the figures of the sections above in the same form.",
+            "",
+            f"Median (min–max) over {CORPUS_RUNS} run(s):",
+            "",
+            self.markdown_table(self.CORPUS_HEADER, self.corpus_rows()),
+            "",
+            self.corpus_verdict(),
+            "",
+            "Each tool on each database:",
+            "",
+            self.markdown_table(self.CORPUS_DETAIL_HEADER, self.corpus_detail_rows()),
+        ]
+        return lines
 
     def markdown(self):
         b = self.bench
@@ -865,7 +1095,9 @@ class Report:
             f"Generated by `bash bench/run.sh`{quick} on {b.started_at.strftime('%Y-%m-%d %H:%M UTC')}, "
             f"in {took}. Do not edit by hand: run it again. "
             f"Sizes {', '.join(f'{s} MiB' for s in SIZES)}; {RUNS} run(s) of every tool, alternating; "
-            f"writer test {WRITER_SECONDS} s at {WRITER_RATE} tx/s, {WRITER_RUNS} run(s).",
+            f"writer test {WRITER_SECONDS} s at {WRITER_RATE} tx/s, {WRITER_RUNS} run(s)"
+            + (f"; corpus of {len(b.corpus)} databases ({CORPUS_MIB} MiB each where made), {CORPUS_RUNS} run(s)."
+               if getattr(b, "corpus", None) else "."),
             "",
             "## Machine",
             "",
@@ -916,6 +1148,16 @@ class Report:
             "restic). Any failure stops the benchmark with exit status 1.",
         ]
         lines += b.notes
+        if os.environ.get("BENCH_NOTE", "").strip():
+            lines.append("- Note from whoever ran it: " + os.environ["BENCH_NOTE"].strip())
+        cores = os.cpu_count() or 1
+        busiest = max((load[0] for _, load in b.loads), default=0.0)
+        if busiest > cores + 0.5:
+            lines.append(f"- **The machine was shared**: the 1-minute load average reached {busiest:.1f} on {cores} cores "
+                         "while this ran (the benchmark alone stays near the core count). Other work took CPU time "
+                         "between and during the measurements: wall times, and ratios of wall times, carry that noise; "
+                         "CPU times less so; sizes none. offsite's compression threads run under SCHED_IDLE (only on "
+                         "CPU time nobody else wants), so its wall time grows most when the cores are busy.")
         for size in SIZES:
             source = b.sources[size]
             lines += ["", f"## {size} MiB database ({source / MIB:.1f} MiB on disk)", "",
@@ -925,6 +1167,8 @@ class Report:
                 lines += ["", f"Writer at {WRITER_RATE} tx/s for {WRITER_SECONDS} s:", "",
                           self.markdown_table(self.WRITER_HEADER, self.writer_rows(size))]
             lines += ["", "Against the targets of issue 7:", "", self.markdown_table(self.RATIO_HEADER, self.ratios(size))]
+        if getattr(b, "corpus", None):
+            lines += self.corpus_markdown()
         lines += ["", "## Commands", "", "As run (paths shortened; S3 keys only ever in the environment):", ""]
         for tool in ORDER + [t for t in b.commands if t not in ORDER]:
             if tool in b.commands:

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # The benchmark: offsite against the hand-written shell pipeline, restic, Litestream, gzip and pigz,
-# on generated CRM databases, to an S3 server (rclone serve s3) on 127.0.0.1. Installs what it
-# needs, builds offsite in release mode, then hands over to bench/bench.py, which measures, prints
-# the table and writes docs/BENCHMARKS.md.
+# on generated CRM databases, to an S3 server (rclone serve s3) on 127.0.0.1; then offsite's level
+# 6 against gzip -6 and pigz -6 on a corpus of other databases (bench/corpus.py makes four, the
+# fifth is PROJ's proj.db from Debian). Installs what it needs, builds offsite in release mode, then
+# hands over to bench/bench.py, which measures, prints the tables and writes docs/BENCHMARKS.md.
 #
-#   bash bench/run.sh                  # 200 MiB and 1 GiB, 3 runs each, 60 s writer test
-#   BENCH_QUICK=1 bash bench/run.sh    # 8 MiB, 1 run, 5 s writer: checks correctness only (CI)
+#   bash bench/run.sh                  # 200 MiB and 1 GiB, 3 runs each, 60 s writer test; corpus 200 MiB
+#   BENCH_QUICK=1 bash bench/run.sh    # 8 MiB, 1 run, 5 s writer; corpus 4 MiB: checks correctness only (CI)
 #
-# Overrides: BENCH_SIZES ("200 1024", MiB), BENCH_RUNS (3), BENCH_WRITER_SECONDS (60),
-# BENCH_WRITER_RUNS (1), BENCH_OUTPUT (docs/BENCHMARKS.md; bench/work/BENCHMARKS.md when quick),
-# BENCH_KEEP_WORK=1 keeps the generated databases in bench/work/ for the next run.
+# Overrides: BENCH_SIZES ("200 1024", MiB; "" for none), BENCH_RUNS (3), BENCH_WRITER_SECONDS (60),
+# BENCH_WRITER_RUNS (1), BENCH_CORPUS (1; 0 leaves the corpus out), BENCH_CORPUS_MIB (200),
+# BENCH_CORPUS_RUNS (as BENCH_RUNS), BENCH_OUTPUT (docs/BENCHMARKS.md; bench/work/BENCHMARKS.md when
+# quick), BENCH_KEEP_WORK=1 keeps the generated databases in bench/work/ for the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
-# Debian packages: the tools compared and /usr/bin/time (GNU time, for CPU and peak RSS).
-apt_packages=(restic pigz age sqlite3 gzip time python3 python3-pip ca-certificates)
+# Debian packages: the tools compared and /usr/bin/time (GNU time, for CPU and peak RSS); for the
+# corpus, what bench/corpus.py makes its content from (ImageMagick, groff, the DejaVu fonts, man
+# pages in English and six other languages) and the public database (proj-data's proj.db).
+apt_packages=(restic pigz age sqlite3 gzip time python3 python3-pip ca-certificates
+  imagemagick groff fonts-dejavu-core manpages manpages-dev git-man
+  manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh proj-data)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

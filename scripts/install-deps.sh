@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, the demo and the tests need on Debian: the four C libraries offsite
-# links, and the real tools the tests talk to (sqlite3, age, gzip). Safe to run again.
+# links, and the real tools the tests talk to (sqlite3, age, gzip; curl, promtool from prometheus
+# and headless chromium for the control endpoint). Safe to run again.
 set -euo pipefail
 
-packages=(libsqlite3-dev zlib1g-dev libsodium-dev libcurl4-openssl-dev sqlite3 age gzip ca-certificates python3 python3-pip)
+packages=(libsqlite3-dev zlib1g-dev libsodium-dev libcurl4-openssl-dev sqlite3 age gzip ca-certificates python3 python3-pip
+          curl prometheus chromium)
 
 missing=()
 for package in "${packages[@]}"; do

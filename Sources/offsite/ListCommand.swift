@@ -7,9 +7,10 @@ enum ListCommand {
     usage: offsite list [--target NAME|URL] [--db NAME | --files NAME] [--json] [--config FILE]
 
     Lists the backups on every target (or the one --target names) and in the local rotation:
-    database, id, time, kind, size; and the snapshots of file sets (--files NAME: that set only),
-    whose size is their manifest's (their content is in packs shared between snapshots). One
-    listing per target; no object is read.
+    database, id, time, kind, size, and for manual backups asked for over HTTP the reason given
+    (from the agent's state in the local folder); and the snapshots of file sets (--files NAME:
+    that set only), whose size is their manifest's (their content is in packs shared between
+    snapshots). One listing per target; no object is read.
     """
 
     /// One row of the listing.
@@ -20,6 +21,7 @@ enum ListCommand {
         var id: BackupID
         var size: Int64
         var encrypted: Bool?
+        var reason: String? = nil
     }
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -31,6 +33,8 @@ enum ListCommand {
         let setFilter = try parsed.value("files").map { _ in try setup.fileSetName().name }
         var rows: [Row] = []
         var packSummaries: [String] = []
+        // Reasons of manual backups, as the agent recorded them; the state file is only read.
+        let state = setup.localFolder.map { StateStore(folder: $0).load().state }
         for target in try setup.targets() {
             var targetRows: [Row] = []
             defer {
@@ -48,8 +52,9 @@ enum ListCommand {
             }
             let objects = try target.list(prefix: databaseFilter.map { "\($0)/" } ?? "")
             for backup in objects.compactMap(RemoteBackup.init(object:)) where databaseFilter == nil || backup.database == databaseFilter {
+                let reason = state?.backupRecords(database: backup.database, target: target.name)[backup.id.description]?.reason
                 targetRows.append(Row(location: target.name, name: backup.database, isFileSet: false, id: backup.id,
-                                      size: backup.size, encrypted: backup.format == .encrypted))
+                                      size: backup.size, encrypted: backup.format == .encrypted, reason: reason))
             }
             if databaseFilter == nil {
                 for snapshot in objects.compactMap(RemoteFileSnapshot.init(object:)) {
@@ -80,9 +85,11 @@ enum ListCommand {
             print("no backups")
             return
         }
-        let table = [["TARGET", "DATABASE", "ID", "TIME (UTC)", "KIND", "SIZE"]] + rows.map { row in
+        let showsReasons = rows.contains { $0.reason != nil }
+        let table = [["TARGET", "DATABASE", "ID", "TIME (UTC)", "KIND", "SIZE"] + (showsReasons ? ["REASON"] : [])] + rows.map { row in
             [row.location, row.isFileSet ? "\(row.name) (files)" : row.name, row.id.description,
              formatUTC(row.id.date).replacingOccurrences(of: " UTC", with: ""), row.id.kind.rawValue, formatBytes(row.size)]
+                + (showsReasons ? [row.reason ?? ""] : [])
         }
         let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for line in table {
@@ -101,6 +108,7 @@ enum ListCommand {
             ]
             object[row.isFileSet ? "files" : "database"] = row.name
             if let encrypted = row.encrypted { object["encrypted"] = encrypted }
+            if let reason = row.reason { object["reason"] = reason }
             return object
         }
         let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)

@@ -78,7 +78,11 @@ enum RestoreCommand {
         }
         let job = RestoreJob(target: target, database: database.name, selection: selection, keys: keys,
                              check: parsed.has("full-check") ? .full : .quick,
-                             progress: ProgressMeter.forTerminal(label: "downloading \(database.name)"))
+                             progress: ProgressMeter.forTerminal(label: "downloading \(database.name)"),
+                             warn: { warning in
+                                 var standardError = FileHandle.standardError
+                                 print("warning: \(warning)", to: &standardError)
+                             })
 
         let report: RestoreReport
         do {

@@ -14,6 +14,11 @@ enum RunCommand {
     SIGTERM or SIGINT: in-flight work may finish until shutdownTimeout (default 30s), then it is
     cancelled; the shutdown backup follows when configured; exit 0. A second signal exits at once.
     Give Docker a stop_grace_period longer than shutdownTimeout plus one backup.
+
+    With "http" configured it also listens (default 127.0.0.1:8080): GET /healthz, GET /metrics
+    (Prometheus), and with a token (http.tokenFile) GET /api/status, the status page at GET /,
+    and POST /api/backup with Authorization: Bearer TOKEN and an optional JSON body
+    {"db": "crm", "target": "s3", "reason": "before CSV import"}.
     """
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -28,6 +33,7 @@ enum RunCommand {
         let logger = Logger(config: config.log)
         for warning in config.warnings { logger.warn("config.warning", ["detail": warning]) }
         let agent = try Agent(config: config, encryption: try setup.encryption(), keys: try setup.decryptionKeys(), logger: logger)
+        let endpoint = config.http.map { ControlServer(config: $0, delegate: agent, logger: logger) }
 
         let sources = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
             signal(number, SIG_IGN)
@@ -44,7 +50,8 @@ enum RunCommand {
             source.resume()
             return source
         }
-        try agent.run()
+        try agent.run(whenLocked: { try endpoint?.start() })
+        endpoint?.stop()
         withExtendedLifetime(sources) {}
         return 0
     }

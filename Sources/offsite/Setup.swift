@@ -137,6 +137,7 @@ struct Setup {
     /// What decrypts backups: `--identity` / `--passphrase-file` flags, else the configuration.
     func decryptionKeys() throws -> DecryptionKeys {
         var keys = DecryptionKeys()
+        if case let .age(age)? = config?.encryption { keys.maximumWorkFactor = age.scryptWorkFactor }
         var identityFiles = arguments.all("identity")
         if let file = arguments.value("passphrase-file") {
             keys.passphrase = try readSecretFile(file, option: "--passphrase-file")

@@ -3,18 +3,16 @@ import Foundation
 import Testing
 @testable import OffsiteCore
 
-/// On-change backups by `offsite run` as a process: a write is shipped within minInterval + 10 s,
-/// an idle database gets nothing, a burst gives at most two backups of which the last holds it
-/// all, and a database created while the agent runs is picked up.
+/// On-change backups by `offsite run` as a process — the wiring: a write is shipped within
+/// minInterval + 10 s, an idle database gets nothing, and a database created while the agent runs
+/// is picked up. What the gate decides (a burst gives at most two backups, the last holding it
+/// all) is a table test of the planner (PlannerTests).
 @Suite struct AgentChangeIntegrationTests {
-    /// Longer than the 2 s burst: the second backup then starts after the burst's last write.
-    /// With minInterval equal to the burst, the burst can outlast the second snapshot by a
-    /// few milliseconds and earn a third backup (seen once on a loaded machine).
     static let minInterval: TimeInterval = 3
     static let count = "SELECT count(*) FROM activity_logs"
 
     @Test(arguments: AgentTargetKind.allCases)
-    func aWriteIsShippedAnIdleDatabaseIsNotAndABurstGivesAtMostTwoBackups(kind: AgentTargetKind) async throws {
+    func aWriteIsShippedAndAnIdleDatabaseIsNot(kind: AgentTargetKind) async throws {
         let workspace = try AgentWorkspace("onchange", kind: kind)
         let crm = try workspace.addDatabase("crm")
         try workspace.addDatabase("idle")
@@ -34,29 +32,13 @@ import Testing
         #expect(first.id.kind == .change)
         #expect(seenAt.timeIntervalSince(written) <= Self.minInterval + 10)
         try await agent.waitFor("backup.done", where: { $0["db"] == "crm" })
-
-        // A burst: 25 transactions a second for 2 s.
-        let before = Set(try workspace.backups(of: "crm").map(\.id))
-        let writer = try CRMWriter(path: crm, rate: 25, seed: 4)
-        let countBefore = try sqlite3(crm, Self.count, in: workspace.folder)
-        let burstStarted = Date()
-        let burst = try await onThread { try writer.run(duration: .seconds(2)) }
-        let burstStopped = Date()
-        #expect(burst.committed >= 45, "\(burst.summary)")
-        #expect(!burst.hasErrors, "the agent never blocks the application: \(burst.summary)")
-        // Long enough for the pending change to be shipped and for a third backup to show up if
-        // the gate let one through.
-        try await pause(Self.minInterval + 4)
-        let burstBackups = try workspace.backups(of: "crm").filter { !before.contains($0.id) }
-        #expect((1...2).contains(burstBackups.count), "\(burstBackups.map(\.id))")
-        #expect(burstBackups.allSatisfy { $0.id.kind == .change })
-
-        // The last one holds the whole burst.
-        let last = try #require(burstBackups.last)
-        let restored = try workspace.restore("crm", id: last.id)
-        #expect(try sqlite3(restored, Self.count, in: workspace.folder) == sqlite3(crm, Self.count, in: workspace.folder),
-                "before \(countBefore) burst \(burstBackups.map(\.id)) \(burstStarted) \(burstStopped) \(burst.summary); log:\n\(agent.log)")
-        #expect(try CRMInvariant.violations(inDatabaseAt: restored) == [])
+        // Once it settled (a commit may follow the first snapshot: one more backup, minInterval
+        // later), the newest backup holds every write.
+        try await pause(Self.minInterval + 2)
+        let newest = try #require(try workspace.backups(of: "crm").last)
+        #expect(newest.id.kind == .change)
+        let restored = try workspace.restore("crm", id: newest.id)
+        #expect(try sqlite3(restored, Self.count, in: workspace.folder) == sqlite3(crm, Self.count, in: workspace.folder))
 
         // The idle database got nothing over at least the same window.
         let remaining = Self.minInterval + 10 - Date().timeIntervalSince(started)

@@ -3,10 +3,10 @@ import Testing
 @testable import OffsiteCore
 
 /// The agent at rest: watching three databases that do not change, it takes no backups and
-/// sleeps. Its CPU use over a minute is measured and printed (the target is under 1% of a core);
-/// the test asserts that nothing was backed up, not the figure, which depends on the machine.
+/// sleeps. Its CPU use is measured by the benchmark over a minute (bench/run.sh); here, over a few
+/// seconds, the test asserts that nothing was backed up and the agent stays idle.
 @Suite struct AgentIdleIntegrationTests {
-    static let window: TimeInterval = 60
+    static let window: TimeInterval = 5
 
     @Test func anIdleAgentWatchingThreeDatabasesTakesNoBackupsAndSleeps() async throws {
         let workspace = try AgentWorkspace("idle")

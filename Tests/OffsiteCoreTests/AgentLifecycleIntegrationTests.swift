@@ -32,6 +32,38 @@ import Testing
         }
     }
 
+    @Test func afterARestartEveryContinuesFromTheLastRun() async throws {
+        // every 6s; the agent is stopped about a second after its first scheduled run and started
+        // again. Continuing from the last run, the next one comes 6 s after the first, or at once
+        // when that moment passed while it was down; counted from the restart, as before, it would
+        // come a whole period after the restart.
+        let workspace = try AgentWorkspace("restart-every")
+        let crm = try workspace.addDatabase("crm")
+        try workspace.writeConfig(extra: ["schedule": ["every": "6s", "startup": false, "shutdown": false,
+                                                        "onChange": ["minInterval": "1h"]]])
+        let first = try AgentProcess(workspace, label: "first")
+        try await first.waitFor("backup.done", timeout: 30, where: { $0["db"] == "crm" })
+        let firstRun = try await eventually(timeout: 5, "the first run in the state") {
+            StateStore(folder: workspace.localFolder).load().state.scheduledRuns?[workspace.targetName]
+        }
+        #expect(try await first.terminate() == 0)
+        _ = try CRMWriter(path: crm, rate: 20, seed: 8).run(duration: .milliseconds(60))
+        let restartedAt = Date()
+        let second = try AgentProcess(workspace, label: "second")
+        try await second.waitFor("backup.done", timeout: 30, where: { $0["db"] == "crm" })
+        let secondRun = try await eventually(timeout: 5, "the second run in the state") { () -> Date? in
+            let run = StateStore(folder: workspace.localFolder).load().state.scheduledRuns?[workspace.targetName]
+            return run.flatMap { $0 > firstRun ? $0 : nil }
+        }
+        let expected = max(firstRun.addingTimeInterval(6), restartedAt)
+        #expect(secondRun >= firstRun.addingTimeInterval(6), "never before a period has passed since the last run")
+        let timing = "the second run came \(String(format: "%.1f", secondRun.timeIntervalSince(firstRun))) s after the first and "
+            + "\(String(format: "%.1f", secondRun.timeIntervalSince(restartedAt))) s after the restart"
+        #expect(secondRun.timeIntervalSince(expected) < 3, "\(timing)")
+        #expect(try workspace.backups(of: "crm").map(\.id.kind) == [.scheduled, .scheduled])
+        #expect(try await second.terminate() == 0)
+    }
+
     @Test func aSecondAgentOnTheSameLocalFolderRefusesToStartNamingTheFirst() async throws {
         let workspace = try AgentWorkspace("twoagents")
         try workspace.addDatabase("crm")

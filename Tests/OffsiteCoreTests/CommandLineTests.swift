@@ -289,6 +289,27 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: workspace.remote).isEmpty)
     }
 
+    @Test func aDatabaseTheSidecarMayNotOpenIsNamedAsAPermissionProblem() throws {
+        // The image runs as uid 10001; the application's database belongs to another user, mode 0600.
+        guard getuid() == 0 else { throw TestFailure("this test runs offsite as uid 10001 with setpriv and needs root") }
+        let workspace = try Workspace()
+        chmod(workspace.folder.path, 0o755)
+        chmod(workspace.folder.file("data"), 0o755)
+        chmod(workspace.database, 0o600)
+        try FileManager.default.createDirectory(atPath: workspace.remote, withIntermediateDirectories: true)
+        chown(workspace.remote, 10001, 10001)
+        let backup = try runTool("setpriv", ["--reuid", "10001", "--regid", "10001", "--clear-groups", "\(productsFolder)/offsite",
+                                             "backup", "--db", workspace.database, "--target", workspace.targetURL,
+                                             "--recipient", workspace.recipient], in: workspace.folder)
+        #expect(backup.status == 1)
+        #expect(backup.standardError.contains("permission denied"), "\(backup.standardError)")
+        #expect(backup.standardError.contains("\(workspace.database) belongs to uid 0 gid 0 (mode 0600)"), "\(backup.standardError)")
+        #expect(backup.standardError.contains("offsite runs as uid 10001 gid 10001"), "\(backup.standardError)")
+        #expect(backup.standardError.contains("hint: run offsite as the application's user"), "\(backup.standardError)")
+        #expect(!backup.standardError.contains("unable to open database file"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: workspace.remote).isEmpty)
+    }
+
     @Test func everyCommandHasHelpAndUnknownInputIsRefused() throws {
         let folder = try ScratchFolder("cli-help")
         for command in ["backup", "list", "restore", "keygen", "version"] {

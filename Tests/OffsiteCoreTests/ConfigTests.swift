@@ -147,7 +147,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
         defer { try? FileManager.default.removeItem(at: folder) }
         let secrets = folder.appendingPathComponent("secrets")
         try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true)
-        for file in ["s3", "nas", "webdav_password"] {
+        for file in ["s3", "nas", "webdav_password", "offsite-token"] {
             try "secret-of-\(file)\n".write(to: secrets.appendingPathComponent(file), atomically: true, encoding: .utf8)
         }
         let copy = folder.appendingPathComponent(name)
@@ -165,6 +165,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
             #expect(config.targets[0].secretAccessKey?.value == "secret-of-s3")
             #expect(config.targets[1].password?.value == "secret-of-nas")
             #expect(config.files.map(\.name) == ["uploads"] && config.files[0].exclude.texts == ["*.tmp", "cache/**"])
+            #expect(config.http == HTTPConfig(listen: try ListenAddress(parsing: "0.0.0.0:8080"), token: Secret("secret-of-offsite-token")))
         case "s3.json":
             #expect(config.targets[0].secretAccessKey?.value == "example-secret")
             #expect(config.targets[0].endpoint?.host == "account.r2.example.com")
@@ -381,6 +382,19 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
                 #expect(error.problem.contains(problem), "\(url): \(error.problem)")
             }
         }
+    }
+
+    @Test func continuousProtectionHasDefaultsAndChecksItsLimit() throws {
+        let base = #"{"databases": [{"path": "/d/a.db"}], "encryption": "none", "targets": [{"name": "usb", "url": "file:///a"}]"#
+        #expect(try parse(base + "}").continuous == nil)
+        #expect(try parse(base + #", "continuous": {}}"#).continuous == ContinuousConfig())
+        let custom = try #require(try parse(base + #", "continuous": {"interval": "2s", "keep": "7d", "maxChain": "150%"}}"#).continuous)
+        #expect(custom.interval == .seconds(2) && custom.keep == .seconds(7 * 86_400) && custom.maxChain == .share(1.5))
+        #expect(try parse(base + #", "continuous": {"maxChain": 500}}"#).continuous?.maxChain == .count(500))
+        let bad = try #require(failure(base + #", "continuous": {"maxChain": "0%"}}"#))
+        #expect(bad.keyPath == "continuous.maxChain")
+        let misspelt = try #require(failure(base + #", "continuous": {"intervall": "1s"}}"#))
+        #expect(misspelt.keyPath == "continuous.intervall")
     }
 
     @Test func namesMustBeUnique() throws {

@@ -38,6 +38,9 @@ import Testing
         let sent = try await receiver.waitFor(event: "prune.failed")
         #expect(sent["target"] as? String == workspace.targetName)
         #expect(sent["database"] as? String == "crm")
+        try await eventually(timeout: 10, "the prune failure in the state file") { () -> Bool? in
+            StateStore(folder: workspace.localFolder).load().state.problemCounts?["prune"] != nil ? true : nil
+        }
         #expect(problemCount(try status(workspace), "prune") == 1)
         #expect(try await agent.terminate() == 0)
     }

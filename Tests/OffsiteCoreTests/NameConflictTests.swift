@@ -72,6 +72,12 @@ import Testing
         #expect(logged["reason"]?.contains(newcomer) == true)
         let sent = try await receiver.waitFor(event: "name-conflict.failed")
         #expect((sent["reason"] as? String)?.contains(crm) == true)
+        // The state file holds it within a second or so (outcomes are written at most once a second).
+        let state = try await eventually(timeout: 10, "the state to hold the unprotected file") { () -> AgentState? in
+            let state = StateStore(folder: workspace.localFolder).load().state
+            return state.unprotected?[newcomer] != nil ? state : nil
+        }
+        #expect(state.problemCounts?["name-conflict"] == 1)
         let status = try workspace.offsite(["status", "--json"])
         let root = try #require(try JSONSerialization.jsonObject(with: status.standardOutputData) as? [String: Any])
         #expect((root["unprotected"] as? [String: Any])?[newcomer] != nil, "\(status.standardOutput)")

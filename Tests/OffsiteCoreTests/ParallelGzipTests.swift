@@ -71,6 +71,55 @@ private func memberCount(_ gzip: Data) throws -> Int {
         #expect(throws: GzipError.invalidLevel(10)) { try ParallelGzipCompressor(level: 10, next: DataSink()) }
     }
 
+    @Test(arguments: [
+        (Int32(6), DeflateTuning(goodLength: 4, maximumLazy: 64, niceLength: 128, maximumChain: 64, blockInputLimit: 32 * 1024)),
+        (Int32(-1), DeflateTuning(goodLength: 4, maximumLazy: 64, niceLength: 128, maximumChain: 64, blockInputLimit: 32 * 1024)),
+        (Int32(0), nil), (Int32(1), nil), (Int32(5), nil), (Int32(7), nil), (Int32(9), nil),
+    ] as [(Int32, DeflateTuning?)])
+    func onlyTheDefaultLevelIsTuned(level: Int32, expected: DeflateTuning?) {
+        // -1 is zlib's Z_DEFAULT_COMPRESSION, which means level 6.
+        #expect(DeflateTuning.forLevel(level) == expected)
+    }
+
+    /// Level 6 ends a deflate block after every 32 KiB of input (so blocks follow the statistics of
+    /// a few database pages each); zlib's own levels put far more of this input in one block.
+    @Test func level6EndsADeflateBlockAfterEvery32KiBOfInput() throws {
+        let data = mixedTestData(count: 1 << 20)
+        for (level, limit) in [(6, 32 * 1024), (9, nil)] as [(Int, Int?)] {
+            let sink = DataSink()
+            let compressor = try ParallelGzipCompressor(level: level, blockSize: 1 << 20, workerCount: 1, next: sink)
+            try write(data, to: compressor, splitting: [100_000])
+            try compressor.finish()
+            let counts = try deflateBlockInputCounts(ofMember: [UInt8](sink.data))
+            #expect(counts.reduce(0, +) == data.count, "level \(level): the blocks hold the whole input")
+            if let limit {
+                #expect(counts.max()! <= limit, "level \(level): a block holds \(counts.max()!) bytes of input")
+                #expect(counts.count >= data.count / limit)
+            } else {
+                #expect(counts.max()! > 32 * 1024, "level \(level): zlib's own blocks are longer on this input")
+            }
+            #expect(try decompress(sink.data) == data)
+        }
+    }
+
+    /// The single-stream compressor ends its deflate blocks at the same places, whatever the write
+    /// sizes: for one member's worth of input its bytes are the parallel compressor's.
+    @Test func theSingleStreamCompressorEndsBlocksAlike() throws {
+        let data = mixedTestData(count: 1 << 20)
+        let parallel = DataSink()
+        let compressor = try ParallelGzipCompressor(level: 6, blockSize: 1 << 20, workerCount: 1, next: parallel)
+        try write(data, to: compressor, splitting: [data.count])
+        try compressor.finish()
+        for pattern in [[data.count], [1, 7, 4093, 65_539, 3, 32_768, 300_001]] {
+            let single = DataSink()
+            let gzip = try GzipCompressor(level: 6, next: single)
+            try write(data, to: gzip, splitting: pattern)
+            try gzip.finish()
+            #expect(single.data == parallel.data, "writes of \(pattern)")
+            #expect(try deflateBlockInputCounts(ofMember: [UInt8](single.data)).max()! <= 32 * 1024)
+        }
+    }
+
     @Test func writesOneMemberPerBlockInOrder() throws {
         let data = mixedTestData(count: 4 * Self.blockSize + 1)
         let gzip = try compress(data, workers: 4)

@@ -69,4 +69,45 @@ import Testing
         _ = try OffsiteCore.restore(restoreJob, toNewFile: restored, overwrite: false)
         #expect(try Data(contentsOf: URL(fileURLWithPath: restored)) == snapshot)
     }
+
+    @Test func bytesShippedThatDifferFromTheCheckedCopyAreNeverCommittedAndTheBackupIsRetaken() throws {
+        let folder = try ScratchFolder("pipeline-crc")
+        let database = try CRMFixture.copy(into: folder)
+        let target = FileTarget(name: "t", root: folder.file("target"))
+        var job = BackupJob(database: DatabaseRef(path: database, name: "crm"), kind: .manual, targets: [target],
+                            encryption: .none, localFolder: folder.file("local"))
+        job.flipsFirstStreamedByte = true
+        let retakes = Retakes()
+        job.onRetake = { retakes.reasons.append($0) }
+        let report = try runBackup(job)
+        #expect(report.succeeded)
+        #expect(retakes.reasons.count == 1 && retakes.reasons[0].contains("differ from the checked copy"), "\(retakes.reasons)")
+        // One object, and it holds exactly the checked snapshot.
+        let objects = try target.list(prefix: "crm/")
+        try #require(objects.count == 1)
+        let unpacked = folder.file("unpacked.db")
+        #expect(try runTool(["gunzip", "-c", folder.file("target/\(objects[0].key)")], output: unpacked) == 0)
+        let snapshot = try Data(contentsOf: URL(fileURLWithPath: try #require(report.localPath)))
+        let same = try Data(contentsOf: URL(fileURLWithPath: unpacked)) == snapshot
+        #expect(same)
+        #expect(allFiles(under: folder.file("target")) == [objects[0].key], "nothing else left on the target")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.file("local/crm")).count == 1)
+    }
+
+    @Test func checksumsOfPiecesAddUpToTheWhole() {
+        let data = mixedTestData(count: 3 << 20)
+        let whole = data.withUnsafeBytes { PlaintextChecksum(of: $0) }
+        var pieces = PlaintextChecksum()
+        for start in stride(from: 0, to: data.count, by: 700_001) {
+            let piece = data[start..<min(start + 700_001, data.count)].withUnsafeBytes { PlaintextChecksum(of: $0) }
+            pieces.append(crc: piece.crc, length: piece.length)
+        }
+        #expect(pieces == whole)
+        #expect(whole.length == Int64(data.count))
+    }
+}
+
+/// What `onRetake` was told.
+private final class Retakes: @unchecked Sendable {
+    var reasons: [String] = []
 }

@@ -32,47 +32,26 @@ extension S3Target: LeftoverCleaning {
 
 /// `offsite run`: keeps every database protected until it is asked to stop.
 ///
-/// One thread runs the loop: it sleeps in `Watcher.wait` until a file event, a wake-up or the next
-/// deadline (a schedule, a pending change, a retry), asks SQLite whether a database really
-/// changed, and takes backups when they are due — one snapshot per run, shipped to every due
-/// target. Another thread calls `requestStop` on SIGTERM/SIGINT.
+/// The decisions are the planner's (`AgentPlanner`, see docs/AGENT.md): this class carries its
+/// actions out — snapshots, uploads, prunes, drills — and reports how they went. One thread runs
+/// the loop: it sleeps in `Watcher.wait` until a file event, a wake-up or the planner's next
+/// deadline, asks SQLite whether a database really changed, and runs what the planner says is
+/// due. Another thread calls `requestStop` on SIGTERM/SIGINT.
 public final class Agent: @unchecked Sendable {
-    /// One target and when it is due.
-    final class TargetRuntime {
+    /// One target.
+    struct TargetRuntime {
         let config: TargetConfig
         let target: any Target
-        let schedule: TriggerSchedule
-        /// Targets without a schedule of their own follow the global one and on-change backups.
-        let followsChanges: Bool
-        var nextRun: Date?
-
-        init(config: TargetConfig, target: any Target, schedule: TriggerSchedule, now: Date) {
-            self.config = config
-            self.target = target
-            self.schedule = schedule
-            self.followsChanges = config.schedule == nil
-            self.nextRun = schedule.nextRun(lastRun: nil, now: now)
-        }
     }
 
-    /// One database and what has been shipped of it.
+    /// One database and its change detector.
     final class DatabaseRuntime {
         let ref: DatabaseRef
         let detector: ChangeDetector
-        var gate: OnChangeGate
-        /// Counts the changes seen; a target is up to date when it holds the current generation.
-        var generation = 0
-        /// The generation each target last received; absent: unknown (ship at the next chance).
-        var shipped: [String: Int] = [:]
-        var retryAt: [String: Date] = [:]
-        var failures: [String: Int] = [:]
-        var localGeneration: Int?
-        var lastLocalSnapshot: Date?
 
-        init(ref: DatabaseRef, minInterval: Duration) {
+        init(ref: DatabaseRef) {
             self.ref = ref
             self.detector = ChangeDetector(path: ref.path)
-            self.gate = OnChangeGate(minInterval: minInterval)
         }
     }
 
@@ -86,16 +65,26 @@ public final class Agent: @unchecked Sendable {
     let encryption: PayloadEncryption
     /// What decrypts backups for restore drills and repairs; empty when the host holds no identity.
     let keys: DecryptionKeys
-    /// When the next restore drill is due (`verify.every`).
-    private var nextVerify: Date?
-    private var targets: [TargetRuntime] = []
-    private var databases: [DatabaseRuntime] = []
+    /// The decisions; set when `run` starts.
+    private(set) var planner: AgentPlanner!
+    var targets: [TargetRuntime] = []
+    var databases: [DatabaseRuntime] = []
+    /// Manual backups asked for over HTTP, and the database being backed up (see AgentControl.swift).
+    let manualRequests = ManualBackupRequests()
     private let stopLock = NSLock()
     private var stopRequestedAt: Date?
     private var lock: AgentLock?
+    /// Files in the watched folder that are not backed up (another database has their name).
+    private var unprotectedPaths: Set<String> = []
+    /// When the state file was last written, whether an outcome waits to be written, and when.
+    private var lastFlush = Date.distantPast
+    private var outcomeStaged = false
+    private var flushDue: Date?
+    /// Whether the last write of the state file failed: a failure is reported once per streak.
+    private var stateWriteFailing = false
 
-    /// How often the local rotation takes a snapshot on its own when a database changed.
-    static let localInterval: TimeInterval = 3600
+    /// The least time between two writes of the state file.
+    static let flushInterval: TimeInterval = 1
 
     /// Prepares an agent for `config`; `run()` starts it.
     public init(config: OffsiteConfig, encryption: PayloadEncryption, keys: DecryptionKeys = DecryptionKeys(),
@@ -145,21 +134,25 @@ public final class Agent: @unchecked Sendable {
 
     var isStopping: Bool { stopLock.withLock { stopRequestedAt != nil } }
 
-    /// Runs until `requestStop()`; returns after the shutdown backup.
-    public func run() throws {
+    /// Runs until `requestStop()`; returns after the shutdown backup. `whenLocked` runs once the
+    /// agent holds its lock (the control endpoint starts there, so a second agent is refused by
+    /// the lock, naming the first, before it could fail on the port).
+    public func run(whenLocked: () throws -> Void = {}) throws {
         try makePrivateDirectory(localFolder)
         lock = try AgentLock.acquire(folder: localFolder)
         defer { lock = nil }
+        try whenLocked()
         state.removeStaleTemporaryFiles()
-        let now = Date()
-        record { $0.recordStart(at: now, pid: getpid()) }
+        let loaded = state.load()
+        if let warning = loaded.warning { logger.warn("state.unreadable", ["detail": warning]) }
+        planner = AgentPlanner(settings: try PlannerSettings(config: config), state: loaded.state, now: Date())
 
         for targetConfig in config.targets {
-            let target = try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder))
-            let schedule = try TriggerSchedule(target: targetConfig, schedule: config.schedule)
-            targets.append(TargetRuntime(config: targetConfig, target: target, schedule: schedule, now: now))
+            targets.append(TargetRuntime(config: targetConfig,
+                                         target: try makeTarget(targetConfig, spoolFolder: URL(fileURLWithPath: localFolder))))
         }
         removeLocalLeftovers()
+        removeRestoreLeftovers()
         // Two files with one name are a configuration error, found before anything is repaired.
         _ = try resolveDatabases(configured: config.databases, watch: config.watch)
         if config.restoreIfCorrupt { repairCorruptDatabases() }
@@ -168,75 +161,101 @@ public final class Agent: @unchecked Sendable {
                 logger.error("watch.failed", ["folder": folder, "reason": describe(error)])
             }
         }
-        record { $0.unprotected = nil }
         try discoverDatabases()
-        recordNextRuns(now: now)
+        let start = planner.start(pid: getpid())
+        stage(start.changes)
+        persist(force: true)
         logger.info("agent.start", ["version": LibraryVersions.offsite, "pid": getpid(),
                                     "databases": databases.map(\.ref.name).joined(separator: ","),
-                                    "targets": targets.map { "\($0.config.name)(\($0.schedule))" }.joined(separator: ",")])
-
-        if let every = config.verify?.every { nextVerify = now.addingTimeInterval(every.timeInterval) }
-        if config.schedule.startup {
-            for database in databases where !isStopping {
-                perform(database, targets: targets, kind: .startup)
-            }
-        }
+                                    "targets": planner.settings.targets.map { "\($0.name)(\($0.schedule))" }.joined(separator: ",")])
+        execute(start.actions)
         while !isStopping {
-            let wakeup = watcher.wait(until: nextDeadline())
+            persist()
+            let deadline = [planner.nextDeadline(), flushDue].compactMap { $0 }.min()
+            let wakeup = watcher.wait(until: deadline)
             if isStopping { break }
             handle(events: wakeup.events)
-            runDueWork(now: Date())
+            runManualRequests()
+            let due = planner.due(at: Date())
+            stage(due.changes)
+            execute(due.actions)
         }
+        manualRequests.dropAll("the agent is stopping")
 
-        if config.schedule.shutdown && !cancellation.isCancelled {
+        let shutdown = planner.stop()
+        if !shutdown.isEmpty && !cancellation.isCancelled {
             logger.info("agent.stopping", ["shutdownBackup": true])
-            for database in databases where !cancellation.isCancelled {
-                perform(database, targets: targets, kind: .shutdown)
-            }
+            execute(shutdown)
         }
+        persist(force: true)
         notifier?.drain(timeout: 5)
         notifier?.stop()
         logger.info("agent.stop", ["cancelled": cancellation.isCancelled])
     }
 
+    /// Carries out `actions` in order; once stopping, only shutdown backups (until cancelled).
+    func execute(_ actions: [AgentAction]) {
+        for action in actions {
+            if cancellation.isCancelled { return }
+            switch action {
+            case let .backup(item, names, kind, reason):
+                if isStopping && kind != .shutdown { return }
+                guard let database = databases.first(where: { $0.ref.name == item }) else { continue }
+                perform(database, targets: targets.filter { names.contains($0.config.name) }, kind: kind, reason: reason)
+            case let .prune(item, target):
+                guard let target = targets.first(where: { $0.config.name == target }) else { continue }
+                prune(item, target: target)
+            case .drill:
+                if !isStopping { runRestoreDrills() }
+            }
+        }
+    }
+
     // MARK: Recording
 
-    /// Files in the watched folder that are not backed up (another database has their name).
-    private var unprotectedPaths: Set<String> = []
+    /// Stages `changes` for the state file; an outcome among them is written within a second.
+    private func stage(_ changes: [StateChange]) {
+        guard !changes.isEmpty else { return }
+        state.stage(changes)
+        if changes.contains(where: \.isOutcome) { outcomeStaged = true }
+    }
 
-    /// Whether the last write of the state file failed: a failure is reported once per streak.
-    private var stateWriteFailing = false
-
-    /// Applies `body` to the state and writes it; returns what `body` returns, or nil when the write
-    /// failed. A failed write is never silent: it is logged, counted in the state (written with the
-    /// next write that works: the change itself is kept too) and sent, once per streak of failures.
-    @discardableResult
-    func record<Result>(_ body: @escaping (inout AgentState) -> Result) -> Result? {
+    /// Writes the staged outcomes when a second has passed since the last write (or at once with
+    /// `force`), else makes that moment a deadline of the loop. A change seen in a database is
+    /// written with the next outcome. A failed write is never silent: logged, counted in the state
+    /// (written with the next write that works, with everything staged meanwhile) and sent, once
+    /// per streak of failures; it is tried again every few seconds.
+    private func persist(force: Bool = false) {
+        guard outcomeStaged || (force && state.hasStagedChanges) else { return }
+        let now = Date()
+        if !force, now.timeIntervalSince(lastFlush) < Agent.flushInterval {
+            flushDue = lastFlush.addingTimeInterval(Agent.flushInterval)
+            return
+        }
+        lastFlush = now
         do {
-            let result = try state.update(body)
+            planner.adopt(try state.flush())
+            outcomeStaged = false
+            flushDue = nil
             if stateWriteFailing {
                 stateWriteFailing = false
                 logger.info("state.recovered", ["file": state.path])
             }
-            return result
         } catch {
+            flushDue = now.addingTimeInterval(5)
+            guard !stateWriteFailing else { return }
+            stateWriteFailing = true
             let reason = describe(error)
-            let now = Date()
-            _ = try? state.update { $0.recordProblem("state-write", reason: reason, at: now) }
-            if !stateWriteFailing {
-                stateWriteFailing = true
-                logger.error("state.failed", ["file": state.path, "reason": reason])
-                notifier?.send(Notification(event: "state.failed", database: "", reason: reason))
-            }
-            return nil
+            state.stage(planner.record([.problem("state-write", item: nil, target: nil, reason: reason, at: now)]))
+            logger.error("state.failed", ["file": state.path, "reason": reason])
+            notifier?.send(Notification(event: "state.failed", database: "", reason: reason))
         }
     }
 
     /// A failure of work that is not one backup to one target: logged as an error, counted in the
     /// state, and sent.
     private func reportProblem(_ operation: String, database: String?, target: String? = nil, reason: String) {
-        let now = Date()
-        record { $0.recordProblem(operation, database: database, target: target, reason: reason, at: now) }
+        stage(planner.record([.problem(operation, item: database, target: target, reason: reason, at: Date())]))
         var fields: [(String, Any)] = []
         if let database { fields.append(("db", database)) }
         if let target { fields.append(("target", target)) }
@@ -268,7 +287,7 @@ public final class Agent: @unchecked Sendable {
                 let path = "\(watch.dir)/\(name)"
                 var info = stat()
                 guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, hasSQLiteHeader(path) else {
-                    if unprotectedPaths.remove(path) != nil { record { $0.recordUnprotected(path, reason: nil) } }
+                    if unprotectedPaths.remove(path) != nil { stage(planner.record([.unprotected(path: path, reason: nil)])) }
                     continue
                 }
                 found.append(DatabaseRef(path: path))
@@ -283,22 +302,15 @@ public final class Agent: @unchecked Sendable {
                 // backed up: its backups would land in the other database's folder.
                 guard unprotectedPaths.insert(ref.path).inserted else { continue }
                 let conflict = DatabaseNameConflict(name: ref.name, first: clash.ref.path, second: ref.path)
-                record { $0.recordUnprotected(ref.path, reason: conflict.message) }
+                stage(planner.record([.unprotected(path: ref.path, reason: conflict.message)]))
                 reportProblem("name-conflict", database: ref.name, reason: conflict.message + "; \(ref.path) is not backed up")
                 continue
             }
-            let runtime = DatabaseRuntime(ref: ref, minInterval: config.schedule.onChange?.minInterval ?? .seconds(300))
-            databases.append(runtime)
+            databases.append(DatabaseRuntime(ref: ref))
             removeTargetLeftovers(of: ref.name)
-            let now = Date()
-            record { $0.recordDatabase(ref.name, path: ref.path, at: now) }
+            stage(planner.found(ref.name, path: ref.path, at: Date(), isNew: newNames != nil))
             if !config.databases.contains(where: { $0.path == ref.path }) {
                 logger.info("database.found", ["db": ref.name, "path": ref.path])
-            }
-            if newNames != nil {
-                // A database that appears while the agent runs is new: back it up soon.
-                runtime.generation = 1
-                runtime.gate.recordChange(at: now)
             }
         }
     }
@@ -316,188 +328,114 @@ public final class Agent: @unchecked Sendable {
             let folder = (database.ref.path as NSString).deletingLastPathComponent
             let touched = events.contains { $0.folder == folder && ($0.name == fileName || $0.name.hasPrefix(fileName + "-")) }
             guard touched, database.detector.hasChanged() else { continue }
-            database.generation += 1
-            database.gate.recordChange(at: now)
-            record { $0.recordChange(of: database.ref.name, at: now) }
+            stage(planner.changed(database.ref.name, at: now))
             logger.debug("database.changed", ["db": database.ref.name])
-        }
-    }
-
-    // MARK: Deciding what is due
-
-    private func hasNews(_ database: DatabaseRuntime, for target: TargetRuntime) -> Bool {
-        guard let shipped = database.shipped[target.config.name] else { return true }
-        return database.generation > shipped
-    }
-
-    /// The next moment something may fall due.
-    private func nextDeadline() -> Date? {
-        var candidates: [Date] = targets.compactMap(\.nextRun)
-        if let nextVerify { candidates.append(nextVerify) }
-        for database in databases {
-            if let due = database.gate.dueAt { candidates.append(due) }
-            candidates += database.retryAt.values
-            if database.localGeneration.map({ database.generation > $0 }) ?? false {
-                candidates.append((database.lastLocalSnapshot ?? Date()).addingTimeInterval(Agent.localInterval))
-            }
-        }
-        return candidates.min()
-    }
-
-    private func runDueWork(now: Date) {
-        if let due = nextVerify, due <= now, let every = config.verify?.every {
-            runRestoreDrills()
-            nextVerify = Date().addingTimeInterval(every.timeInterval)
-        }
-        let scheduled = targets.filter { ($0.nextRun ?? .distantFuture) <= now }
-        for database in databases {
-            if isStopping { return }
-            let changeDue = database.gate.isDue(at: now)
-            var due: [TargetRuntime] = []
-            var kind = BackupKind.scheduled
-            for target in targets where hasNews(database, for: target) {
-                let retry = database.retryAt[target.config.name].map { $0 <= now } ?? false
-                if scheduled.contains(where: { $0 === target }) || retry {
-                    due.append(target)
-                } else if changeDue && target.followsChanges {
-                    due.append(target)
-                    kind = .change
-                }
-            }
-            if due.contains(where: { target in scheduled.contains { $0 === target } }) { kind = .scheduled }
-            if !due.isEmpty {
-                perform(database, targets: due, kind: kind)
-            } else if changeDue {
-                // Nothing to ship (every target has its own schedule): the change goes to the local rotation.
-                perform(database, targets: [], kind: .change)
-            } else if let local = database.localGeneration, database.generation > local,
-                      (database.lastLocalSnapshot ?? .distantPast).addingTimeInterval(Agent.localInterval) <= now {
-                perform(database, targets: [], kind: .scheduled)
-            }
-        }
-        for target in scheduled {
-            target.nextRun = target.schedule.nextRun(lastRun: now, now: now)
-        }
-        if !scheduled.isEmpty { recordNextRuns(now: now) }
-    }
-
-    /// Writes every target's next scheduled run into the state, in one update.
-    private func recordNextRuns(now: Date) {
-        let plan = targets.flatMap { target in databases.map { (database: $0.ref.name, target: target.config.name, next: target.nextRun) } }
-        record { state in
-            for entry in plan { state.recordNextRun(database: entry.database, target: entry.target, at: entry.next, now: now) }
         }
     }
 
     // MARK: Taking a backup
 
-    /// One snapshot of `database`, shipped to `targets`; records, logs and notifies the outcome.
-    private func perform(_ database: DatabaseRuntime, targets due: [TargetRuntime], kind: BackupKind) {
+    /// One snapshot of `database`, shipped to `targets`; reports the outcome to the planner, logs
+    /// and notifies it, and carries out the prunes that follow. `reason` and `onStart` come with
+    /// manual backups asked for over HTTP.
+    func perform(_ database: DatabaseRuntime, targets due: [TargetRuntime], kind: BackupKind, reason: String? = nil,
+                 onStart: (@Sendable (BackupID) -> Void)? = nil) {
+        let name = database.ref.name
+        manualRequests.begin(name)
+        defer { manualRequests.end(name) }
+        let started = Date()
         guard FileManager.default.fileExists(atPath: database.ref.path) else {
-            logger.warn("backup.skipped", ["db": database.ref.name, "reason": "\(database.ref.path) does not exist"])
-            database.gate.recordBackup(at: Date())
+            logger.warn("backup.skipped", ["db": name, "reason": "\(database.ref.path) does not exist"])
+            stage(planner.finished(BackupOutcome(item: name, kind: kind, generation: planner.generation(of: name),
+                                                 startedAt: started, finishedAt: started, snapshot: nil, uploads: [])).changes)
             return
         }
         // Catch up with SQLite's view first, so writes made before this snapshot are not
         // mistaken for new ones when their file events arrive later.
-        if database.detector.hasChanged() { database.generation += 1 }
-        let generation = database.generation
-        let job = BackupJob(database: database.ref, kind: kind, targets: due.map(\.target), encryption: encryption,
+        if database.detector.hasChanged() { stage(planner.changed(name, at: started)) }
+        let generation = planner.generation(of: name)
+        var job = BackupJob(database: database.ref, kind: kind, targets: due.map(\.target), encryption: encryption,
                             compressionLevel: config.compression.level, check: config.integrityCheck,
                             localFolder: localFolder, localKeep: config.local?.keep, cancellation: cancellation)
-        let started = Date()
-        logger.info("backup.start", ["db": database.ref.name, "kind": kind.rawValue,
-                                     "targets": due.map(\.config.name).joined(separator: ",")])
-        let report: BackupReport
+        job.onRetake = { [logger] reason in logger.warn("backup.retaken", ["db": name, "reason": reason]) }
+        job.onIDChosen = onStart
+        logger.info("backup.start", ["db": name, "kind": kind.rawValue,
+                                     "targets": due.map(\.config.name).joined(separator: ","), "reason": reason as Any])
+        var outcome = BackupOutcome(item: name, kind: kind, generation: generation, startedAt: started, finishedAt: started,
+                                    snapshot: nil, uploads: [])
+        var report: BackupReport?
         do {
-            report = try runBackup(job)
+            let taken = try runBackup(job)
+            report = taken
+            outcome.backupID = taken.id.description
+            outcome.snapshot = SnapshotRecord(time: taken.snapshot.readStartedAt, backupID: taken.id.description,
+                                              bytes: taken.snapshot.byteCount, pageCount: Int64(taken.snapshot.pageCount),
+                                              pageSize: taken.snapshot.pageSize)
+            outcome.uploads = taken.uploads.map { upload in
+                guard upload.error == nil else {
+                    return BackupOutcome.Upload(target: upload.target, failure: describe(upload.error!))
+                }
+                let bytes = upload.size ?? 0
+                return BackupOutcome.Upload(target: upload.target, bytes: bytes, record: BackupRecord(
+                    backupID: taken.id.description, time: Date(), snapshotBytes: taken.snapshot.byteCount,
+                    pageCount: Int64(taken.snapshot.pageCount), pageSize: taken.snapshot.pageSize, objectBytes: bytes,
+                    reason: reason.map(oneLine)))
+            }
         } catch {
-            let reason = describe(error)
-            logger.error("backup.failed", ["db": database.ref.name, "kind": kind.rawValue, "stage": "snapshot", "reason": reason])
-            database.gate.recordBackup(at: started)
-            for target in due { recordFailure(database, target: target, reason: reason, backupID: nil) }
-            return
+            let failure = describe(error)
+            logger.error("backup.failed", ["db": name, "kind": kind.rawValue, "stage": "snapshot", "reason": failure])
+            outcome.snapshotFailure = failure
+            outcome.uploads = due.map { BackupOutcome.Upload(target: $0.config.name, failure: failure) }
         }
-        database.gate.recordBackup(at: report.snapshot.readStartedAt)
-        database.localGeneration = generation
-        database.lastLocalSnapshot = Date()
-        let snapshot = SnapshotRecord(time: report.snapshot.readStartedAt, backupID: report.id.description,
-                                      bytes: report.snapshot.byteCount, pageCount: Int64(report.snapshot.pageCount),
-                                      pageSize: report.snapshot.pageSize)
-        record {
-            $0.recordSnapshot(of: database.ref.name, snapshot)
-            $0.recordBackup(report, database: database.ref.name)
-        }
-        for (target, upload) in zip(due, report.uploads) {
-            if let error = upload.error {
-                recordFailure(database, target: target, reason: describe(error), backupID: report.id.description)
+        outcome.finishedAt = Date()
+        outcome.wasCancelled = cancellation.isCancelled
+        let result = planner.finished(outcome)
+        stage(result.changes)
+        for upload in outcome.uploads {
+            if let failure = upload.failure {
+                let count = planner.state.target(upload.target, of: name)?.consecutiveFailures ?? 1
+                logger.error("backup.failed", ["db": name, "target": upload.target, "reason": failure, "failures": count])
+                notifier?.send(Notification(event: "backup.failed", database: name, target: upload.target,
+                                            backupID: outcome.backupID, reason: failure))
                 continue
             }
-            database.shipped[target.config.name] = generation
-            database.retryAt[target.config.name] = nil
-            database.failures[target.config.name] = nil
-            let bytes = upload.size ?? 0
-            let ended = record {
-                $0.recordSuccess(database: database.ref.name, target: target.config.name, at: Date(),
-                                 backupID: report.id.description, bytes: bytes)
-            } ?? 0
-            logger.info("backup.done", ["db": database.ref.name, "target": target.config.name, "id": report.id.description,
-                                        "bytes": bytes, "seconds": String(format: "%.2f", Date().timeIntervalSince(started))])
-            if ended > 0 {
-                notifier?.send(Notification(event: "backup.recovered", database: database.ref.name, target: target.config.name,
-                                            backupID: report.id.description, reason: "succeeded after \(ended) failure(s)"))
+            let id = outcome.backupID ?? ""
+            logger.info("backup.done", ["db": name, "target": upload.target, "id": id, "bytes": upload.bytes,
+                                        "seconds": String(format: "%.2f", outcome.finishedAt.timeIntervalSince(started))])
+            if let ended = result.recoveredAfter[upload.target] {
+                notifier?.send(Notification(event: "backup.recovered", database: name, target: upload.target,
+                                            backupID: id, reason: "succeeded after \(ended) failure(s)"))
             } else if config.notify?.onSuccess == true {
-                notifier?.send(Notification(event: "backup.succeeded", database: database.ref.name,
-                                            target: target.config.name, backupID: report.id.description))
+                notifier?.send(Notification(event: "backup.succeeded", database: name, target: upload.target, backupID: id))
             }
-            prune(database, target: target)
         }
-        for path in report.prunedLocal {
-            logger.info("local.pruned", ["db": database.ref.name, "file": (path as NSString).lastPathComponent])
+        for path in report?.prunedLocal ?? [] {
+            logger.info("local.pruned", ["db": name, "file": (path as NSString).lastPathComponent])
         }
-        for reason in report.localPruneFailures {
-            reportProblem("local-rotation", database: database.ref.name, reason: reason)
+        for reason in report?.localPruneFailures ?? [] {
+            reportProblem("local-rotation", database: name, reason: reason)
         }
+        execute(result.actions)
     }
 
-    private func recordFailure(_ database: DatabaseRuntime, target: TargetRuntime, reason: String, backupID: String?) {
-        let count = (database.failures[target.config.name] ?? 0) + 1
-        database.failures[target.config.name] = count
-        if !cancellation.isCancelled {
-            database.retryAt[target.config.name] = Date().addingTimeInterval(Agent.retryDelay(afterFailures: count))
-        }
-        record {
-            $0.recordFailure(database: database.ref.name, target: target.config.name, at: Date(), reason: reason)
-        }
-        logger.error("backup.failed", ["db": database.ref.name, "target": target.config.name, "reason": reason,
-                                       "failures": count])
-        notifier?.send(Notification(event: "backup.failed", database: database.ref.name, target: target.config.name,
-                                    backupID: backupID, reason: reason))
-    }
-
-    /// Waits 30 s after a first failure, doubling up to 15 minutes.
-    static func retryDelay(afterFailures count: Int) -> TimeInterval {
-        min(30 * pow(2, Double(min(count, 10) - 1)), 900)
-    }
-
-    /// Applies the target's retention to one database's backups after a successful upload.
-    private func prune(_ database: DatabaseRuntime, target: TargetRuntime) {
+    /// Applies `target`'s retention to one database's backups (after a successful upload).
+    private func prune(_ database: String, target: TargetRuntime) {
         do {
-            let backups = try listBackups(on: target.target, database: database.ref.name)
+            let backups = try listBackups(on: target.target, database: database)
             let plan = planRetention(backups: backups.map { RetainedBackup(id: $0.id, key: $0.key) },
                                      policy: target.config.retention)
             var removed = 0
             for item in plan.remove {
                 try target.target.delete(key: item.key)
                 removed += 1
-                logger.info("prune.removed", ["db": database.ref.name, "target": target.config.name, "id": item.id.description])
+                logger.info("prune.removed", ["db": database, "target": target.config.name, "id": item.id.description])
             }
             let kept = backups.filter { backup in !plan.remove.contains { $0.key == backup.key } }
             let listing = TargetListing(time: Date(), objectCount: kept.count, storedBytes: kept.reduce(0) { $0 + $1.size })
-            record { $0.recordListing(database: database.ref.name, target: target.config.name, listing) }
-            if removed > 0 { logger.info("prune.done", ["db": database.ref.name, "target": target.config.name, "removed": removed]) }
+            stage(planner.record([.listing(database, target: target.config.name, listing)]))
+            if removed > 0 { logger.info("prune.done", ["db": database, "target": target.config.name, "removed": removed]) }
         } catch {
-            reportProblem("prune", database: database.ref.name, target: target.config.name, reason: describe(error))
+            reportProblem("prune", database: database, target: target.config.name, reason: describe(error))
         }
     }
 
@@ -526,20 +464,21 @@ public final class Agent: @unchecked Sendable {
     /// download, decrypt, decompress, integrity_check, compare with what was recorded. Without
     /// an identity only the object's presence and size can be checked, and the log says so.
     private func runRestoreDrills() {
-        let snapshot = state.current
+        let snapshot = planner.state
         for database in databases {
             for target in targets where !isStopping {
                 let records = snapshot.backupRecords(database: database.ref.name, target: target.config.name)
+                logger.debug("verify.start", ["db": database.ref.name, "target": target.config.name])
                 let outcomes: [VerifyOutcome]
                 do {
                     outcomes = try verifyBackups(of: database.ref.name, on: target.target, scope: .latest, keys: keys,
-                                                 records: records, temporaryFolder: localFolder)
+                                                 records: records, temporaryFolder: localFolder, cancellation: cancellation)
                 } catch {
                     logger.error("verify.failed", ["db": database.ref.name, "target": target.config.name, "reason": describe(error)])
                     continue
                 }
                 for outcome in outcomes {
-                    record { $0.recordVerify(database: database.ref.name, target: target.config.name, outcome.result(at: Date())) }
+                    stage(planner.record([.verified(database.ref.name, target: target.config.name, outcome.result(at: Date()))]))
                     switch outcome.status {
                     case .ok:
                         logger.info("verify.done", ["db": database.ref.name, "target": target.config.name, "id": outcome.backupID])
@@ -567,6 +506,18 @@ public final class Agent: @unchecked Sendable {
                 if count > 0 { logger.info("leftovers.removed", ["target": target.config.name, "db": database, "count": count]) }
             } catch {
                 logger.warn("leftovers.failed", ["target": target.config.name, "db": database, "reason": describe(error)])
+            }
+        }
+    }
+
+    /// Removes the restore temporaries (full-size plaintext copies) that a killed restore or drill
+    /// left beside the databases and in the local folder, when no process holds them any more.
+    private func removeRestoreLeftovers() {
+        var folders = Set(config.databases.map { parentDirectory(of: $0.path) } + [localFolder])
+        if let watch = config.watch { folders.insert(watch.dir) }
+        for folder in folders.sorted() {
+            for name in removeStaleRestoreTemporaries(in: folder, olderThan: 0) {
+                logger.info("leftovers.removed", ["file": "\(folder)/\(name)"])
             }
         }
     }

@@ -26,6 +26,8 @@ public struct AgentState: Codable, Sendable, Equatable {
     public var problemCounts: [String: Int]?
     /// Files in a watched folder that are not backed up, by path, with why (one line).
     public var unprotected: [String: String]?
+    /// Per target, when its schedule last fired (`every` and cron count from there after a restart).
+    public var scheduledRuns: [String: Date]?
 
     /// An empty state.
     public init() {
@@ -88,14 +90,16 @@ public struct AgentState: Codable, Sendable, Equatable {
         withDatabase(database, at: snapshot.time) { $0.lastSnapshot = snapshot }
     }
 
-    /// Notes that backup `backupID` of `database` (`bytes` stored) reached `target` at `date`.
-    /// Returns how many failures in a row this success ends: more than zero is a recovery.
+    /// Notes that backup `backupID` of `database` (`bytes` stored, taking `seconds` from the start
+    /// of the snapshot, when known) reached `target` at `date`. Returns how many failures in a row
+    /// this success ends: more than zero is a recovery.
     @discardableResult
     public mutating func recordSuccess(database: String, target: String, at date: Date, backupID: String,
-                                       bytes: Int64) -> Int {
+                                       bytes: Int64, seconds: Double? = nil) -> Int {
         withTarget(target, of: database, at: date) { state in
             let ended = state.consecutiveFailures
-            state.lastSuccess = BackupSuccess(time: date, backupID: backupID, bytes: bytes)
+            state.lastSuccess = BackupSuccess(time: date, backupID: backupID, bytes: bytes, seconds: seconds)
+            state.shippedBytes = (state.shippedBytes ?? 0) + bytes
             state.consecutiveFailures = 0
             state.successCount += 1
             return ended
@@ -149,14 +153,16 @@ public struct AgentState: Codable, Sendable, Equatable {
         }
     }
 
-    /// Notes every upload of `report` that succeeded (see `recordBackup(database:target:_:)`).
-    public mutating func recordBackup(_ report: BackupReport, database: String, at date: Date = Date()) {
+    /// Notes every upload of `report` that succeeded (see `recordBackup(database:target:_:)`), with
+    /// the reason a manual backup was asked for, if any.
+    public mutating func recordBackup(_ report: BackupReport, database: String, at date: Date = Date(),
+                                      reason: String? = nil) {
         for upload in report.uploads where upload.error == nil {
             guard let objectBytes = upload.size else { continue }
             recordBackup(database: database, target: upload.target,
                          BackupRecord(backupID: report.id.description, time: date, snapshotBytes: report.snapshot.byteCount,
                                       pageCount: Int64(report.snapshot.pageCount), pageSize: report.snapshot.pageSize,
-                                      objectBytes: objectBytes))
+                                      objectBytes: objectBytes, reason: reason.map(oneLine)))
         }
     }
 
@@ -166,7 +172,7 @@ public struct AgentState: Codable, Sendable, Equatable {
         return Dictionary(records.map { ($0.backupID, $0) }, uniquingKeysWith: { _, last in last })
     }
 
-    private mutating func withDatabase<Result>(_ database: String, at date: Date,
+    mutating func withDatabase<Result>(_ database: String, at date: Date,
                                                _ body: (inout DatabaseState) -> Result) -> Result {
         if databases[database] == nil {
             databases[database] = DatabaseState(name: database, path: "", firstSeenAt: date)
@@ -174,7 +180,7 @@ public struct AgentState: Codable, Sendable, Equatable {
         return body(&databases[database]!)
     }
 
-    private mutating func withTarget<Result>(_ target: String, of database: String, at date: Date,
+    mutating func withTarget<Result>(_ target: String, of database: String, at date: Date,
                                              _ body: (inout TargetState) -> Result) -> Result {
         withDatabase(database, at: date) { record in
             if record.targets[target] == nil { record.targets[target] = TargetState(firstSeenAt: date) }
@@ -195,6 +201,11 @@ public struct DatabaseState: Codable, Sendable, Equatable {
     public var lastChangeAt: Date?
     /// The last snapshot taken, or nil.
     public var lastSnapshot: SnapshotRecord?
+    /// Its current chain of changes (continuous protection), or nil.
+    public var chain: ChainRecord?
+    /// Why its changes are not shipped continuously although continuous protection is on (it is
+    /// not in WAL mode, …), or nil.
+    public var continuity: String?
     /// Per target, by name.
     public var targets: [String: TargetState]
 
@@ -250,9 +261,15 @@ public struct TargetState: Codable, Sendable, Equatable {
     public var listing: TargetListing?
     /// The last restore drill, or nil.
     public var lastVerify: VerifyResult?
+    /// The commit time of the oldest change not yet on this target (continuous protection), or
+    /// nil when it holds every change shipped so far: the replication lag is the time since.
+    public var oldestUnshippedChange: Date?
     /// The most recent backups shipped here, oldest first (at most `AgentState.recentBackupLimit`);
     /// nil in state files written before it was recorded.
     public var recentBackups: [BackupRecord]?
+    /// Bytes stored here by successful backups (compressed and encrypted), ever; nil in state
+    /// files written before they were counted.
+    public var shippedBytes: Int64?
 
     /// Creates a record with no history.
     public init(firstSeenAt: Date) {
@@ -280,15 +297,36 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     public var pageSize: Int
     /// The object's size on the target (compressed and encrypted).
     public var objectBytes: Int64
+    /// Why a manual backup was asked for (`POST /api/backup`), in one line; nil for the others.
+    public var reason: String?
 
     /// Creates a record.
-    public init(backupID: String, time: Date, snapshotBytes: Int64, pageCount: Int64, pageSize: Int, objectBytes: Int64) {
+    public init(backupID: String, time: Date, snapshotBytes: Int64, pageCount: Int64, pageSize: Int, objectBytes: Int64,
+                reason: String? = nil) {
         self.backupID = backupID
         self.time = time
         self.snapshotBytes = snapshotBytes
         self.pageCount = pageCount
         self.pageSize = pageSize
         self.objectBytes = objectBytes
+        self.reason = reason
+    }
+}
+
+/// A database's chain of changes: its base and what was shipped in it.
+public struct ChainRecord: Codable, Sendable, Equatable {
+    /// The base's backup id.
+    public var base: String
+    /// Change objects shipped in it.
+    public var objects: Int
+    /// Their bytes on the targets.
+    public var bytes: Int64
+
+    /// Creates a record.
+    public init(base: String, objects: Int, bytes: Int64) {
+        self.base = base
+        self.objects = objects
+        self.bytes = bytes
     }
 }
 
@@ -323,12 +361,16 @@ public struct BackupSuccess: Codable, Sendable, Equatable {
     public var backupID: String
     /// Bytes stored on the target (compressed and encrypted).
     public var bytes: Int64
+    /// How long the backup took, from the start of the snapshot to the end of the upload; nil
+    /// when not recorded.
+    public var seconds: Double?
 
     /// Creates a record.
-    public init(time: Date, backupID: String, bytes: Int64) {
+    public init(time: Date, backupID: String, bytes: Int64, seconds: Double? = nil) {
         self.time = time
         self.backupID = backupID
         self.bytes = bytes
+        self.seconds = seconds
     }
 }
 
@@ -398,10 +440,11 @@ func oneLine(_ text: String) -> String {
 /// a corrupt one is an empty state and a warning, never a crash).
 ///
 /// Several processes may record into one state file — the agent, and `offsite backup` or `prune`
-/// run by hand beside it — so `update` is a read-modify-write under an exclusive `flock` on
-/// `FOLDER/.offsite-state.lock`: it reads the file again when another process wrote it since, and
-/// applies the change to what is on disk. A change whose write failed is kept (it did happen) and
-/// written with the next successful update.
+/// run by hand beside it — so every write is a read-modify-write under an exclusive `flock` on
+/// `FOLDER/.offsite-state.lock` that reads the file again when another process wrote it since, and
+/// applies the changes to what is on disk. `update` writes one change at once (the commands);
+/// the agent `stage`s `StateChange` values and `flush`es them at most about once a second. Staged
+/// changes whose write failed are kept (they did happen) and written with the next flush.
 public final class StateStore: @unchecked Sendable {
     /// The state file's name.
     public static let fileName = ".offsite-state.json"
@@ -417,8 +460,8 @@ public final class StateStore: @unchecked Sendable {
     private var cached: AgentState?
     /// The file's identity when it was last read or written here; another one means another writer.
     private var stamp: FileStamp?
-    /// Changes applied in memory whose write failed, oldest first: applied again to a fresh read.
-    private var pending: [(inout AgentState) -> Void] = []
+    /// Changes applied in memory and not written yet, oldest first: applied again to a fresh read.
+    private var pending: [StateChange] = []
 
     /// What identifies one version of the state file: every write renames a new file into place.
     private struct FileStamp: Equatable {
@@ -474,25 +517,51 @@ public final class StateStore: @unchecked Sendable {
     }
 
     /// Applies `body` to the current state (read again when another process wrote it) and saves the
-    /// result, one writer at a time across processes; returns what `body` returns. When saving fails
-    /// the change is kept in memory, applied again to any newer file, and written with the next
-    /// successful update; the error is thrown. When `body` throws, nothing changes.
+    /// result at once, with whatever is staged, one writer at a time across processes; returns what
+    /// `body` returns. When saving fails the error is thrown and `body`'s change is not kept; when
+    /// `body` throws, nothing changes.
     @discardableResult
-    public func update<Result>(_ body: @escaping (inout AgentState) throws -> Result) throws -> Result {
+    public func update<Result>(_ body: (inout AgentState) throws -> Result) throws -> Result {
         lock.lock()
         defer { lock.unlock() }
-        let fileLock = Swift.Result { try acquireFileLock() }
-        defer { if case .success(let descriptor) = fileLock { releaseFileLock(descriptor) } }
+        let fileLock = try acquireFileLock()
+        defer { releaseFileLock(fileLock) }
         refreshIfChanged()
         var state = cached!
         let result = try body(&state)
-        cached = state
-        pending.append { _ = try? body(&$0) }
-        if case .failure(let error) = fileLock { throw error }
         try writeToDisk(state)
+        cached = state
         stamp = FileStamp(path: path)
         pending = []
         return result
+    }
+
+    /// Applies `changes` to the current state in memory; `flush` writes them.
+    public func stage(_ changes: [StateChange]) {
+        guard !changes.isEmpty else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        refreshIfChanged()
+        cached!.apply(changes)
+        pending += changes
+    }
+
+    /// Whether changes are staged and not written yet.
+    public var hasStagedChanges: Bool { lock.withLock { !pending.isEmpty } }
+
+    /// Writes the staged changes, applied to the file as it is on disk; returns the state written.
+    /// When writing fails they stay staged and the error is thrown.
+    @discardableResult
+    public func flush() throws -> AgentState {
+        lock.lock()
+        defer { lock.unlock() }
+        let fileLock = try acquireFileLock()
+        defer { releaseFileLock(fileLock) }
+        refreshIfChanged()
+        try writeToDisk(cached!)
+        stamp = FileStamp(path: path)
+        pending = []
+        return cached!
     }
 
     /// Reads the file again when it is not the one last read or written here (another process
@@ -501,7 +570,7 @@ public final class StateStore: @unchecked Sendable {
         let now = FileStamp(path: path)
         guard cached == nil || now != stamp else { return }
         var state = readFromDisk().state
-        for change in pending { change(&state) }
+        state.apply(pending)
         cached = state
         stamp = now
     }

@@ -95,6 +95,11 @@ public func renderStatusTable(_ state: AgentState, now: Date) -> String {
                          + "(\(snapshot.pageCount) pages of \(snapshot.pageSize) B)")
         }
         lines.append(clip("  " + (facts.isEmpty ? "no snapshot yet" : facts.joined(separator: "; "))))
+        if let chain = database.chain {
+            lines.append(clip("  changes: \(chain.objects) change object(s), \(formatBytes(chain.bytes)) since base \(chain.base)"))
+        } else if let note = database.continuity {
+            lines.append(clip("  changes: not shipped continuously: \(note)"))
+        }
         guard !database.targets.isEmpty else {
             lines.append("  no off-site backups tried yet")
             continue
@@ -111,6 +116,9 @@ public func renderStatusTable(_ state: AgentState, now: Date) -> String {
             if target.isFailing, let failure = target.lastFailure {
                 let streak = target.consecutiveFailures > 1 ? " (\(target.consecutiveFailures) in a row)" : ""
                 targetNotes.append("failing\(streak), \(formatAge(failure.time, now: now)): \(failure.reason)")
+            }
+            if database.chain != nil, let oldest = target.oldestUnshippedChange {
+                targetNotes.append("replication lag \(formatSpan(now.timeIntervalSince(oldest))) (changes since \(formatISO8601(oldest)) not shipped)")
             }
             if let verify = target.lastVerify {
                 targetNotes.append("verified \(formatAge(verify.time, now: now)) \(verify.backupID): "
@@ -157,7 +165,7 @@ public func renderStatusTable(_ state: AgentState, now: Date) -> String {
 /// The state as JSON for `offsite status --json`: sorted keys, ISO 8601 UTC times, absent values
 /// as `null`, databases and targets as arrays sorted by name:
 /// `{"agent": {…}, "databases": [{"name", "path", "lastSnapshot", "targets": [{"name", "lastSuccess", …}]}]}`.
-public func renderStatusJSON(_ state: AgentState) -> String {
+public func renderStatusJSON(_ state: AgentState, now: Date = Date()) -> String {
     func time(_ date: Date?) -> Any { date.map { formatISO8601($0) } ?? NSNull() }
     func value(_ value: Any?) -> Any { value ?? NSNull() }
     let databases: [[String: Any]] = state.databases.keys.sorted().map { name in
@@ -181,6 +189,9 @@ public func renderStatusJSON(_ state: AgentState) -> String {
                 "lastVerify": value(target.lastVerify.map {
                     ["time": time($0.time), "backupId": $0.backupID, "ok": $0.ok, "reason": value($0.reason)] as [String: Any]
                 }),
+                "oldestUnshippedChange": time(target.oldestUnshippedChange),
+                "replicationLagSeconds": database.chain == nil ? NSNull()
+                    : (target.oldestUnshippedChange.map { max(0, now.timeIntervalSince($0)) } ?? 0) as Any,
             ]
         }
         return [
@@ -193,6 +204,8 @@ public func renderStatusJSON(_ state: AgentState) -> String {
                  "pageSize": $0.pageSize] as [String: Any]
             }),
             "targets": targets,
+            "chain": value(database.chain.map { ["base": $0.base, "objects": $0.objects, "bytes": $0.bytes] as [String: Any] }),
+            "continuity": value(database.continuity),
         ]
     }
     let problems: [[String: Any]] = (state.problems ?? []).map {

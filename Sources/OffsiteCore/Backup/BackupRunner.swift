@@ -42,6 +42,15 @@ public struct BackupJob {
     public var localKeep: RetentionPolicy?
     /// Raised to stop the backup between chunks (the agent is stopping); nil: never.
     public var cancellation: Cancellation?
+    /// Told why the backup was taken again without reading the copy while it was made (rare: the
+    /// copy started over, or what was shipped differed from the checked copy); nil: not told.
+    public var onRetake: ((String) -> Void)?
+    /// Tests only: flips the first byte compressed while the copy is being made, standing for a page
+    /// SQLite rewrote after it was read; the check of the shipped bytes must catch it.
+    var flipsFirstStreamedByte = false
+    /// Told the backup's id as soon as it is chosen, before the snapshot starts (a manual backup
+    /// requested over HTTP answers with it); nil: nobody asks.
+    public var onIDChosen: (@Sendable (BackupID) -> Void)?
 
     /// Creates a job.
     public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
@@ -85,6 +94,9 @@ public struct BackupReport {
     public var prunedLocal: [String]
     /// Local rotation files `local.keep` removes that could not be removed, each with why.
     public var localPruneFailures: [String] = []
+    /// The CRC-32 and length of the snapshot file as shipped (nil when nothing was shipped): what a
+    /// chain of changes links its first object to.
+    public var plaintextChecksum: PlaintextChecksum?
 
     /// Whether every upload succeeded.
     public var succeeded: Bool { uploads.allSatisfy { $0.error == nil } }
@@ -120,10 +132,12 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     defer { if !keepsLocal { try? FileManager.default.removeItem(atPath: folder) } }
 
     let id = chooseBackupID(job: job, folder: folder, now: now)
+    job.onIDChosen?(id)
     var snapshotter = Snapshotter()
     snapshotter.durable = keepsLocal
     let snapshotJob = BackgroundSnapshot(snapshotter: snapshotter, database: job.database.path,
-                                         finalPath: "\(folder)/\(id).sqlite3", check: job.check, streaming: streaming)
+                                         finalPath: "\(folder)/\(id).sqlite3", check: job.check, streaming: streaming,
+                                         checksums: !job.targets.isEmpty)
     let expectedCopySize: Int64
     do {
         expectedCopySize = try snapshotJob.progress.waitForStart()
@@ -142,6 +156,7 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         do { started.append((index, try target.makeUpload(key: key, expectedSize: expectedSize))) } catch { uploads[index].error = error }
     }
     var streamError: Error?
+    var shipped: PlaintextChecksum?
     var fanOut: FanOutSink?
     var counter: CountingSink?
     if !started.isEmpty {
@@ -152,16 +167,23 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         // Reading, like compressing and encrypting, only takes CPU time the application leaves:
         // of the whole backup, only the copy runs at the application's own priority.
         let progress = snapshotJob.progress
-        streamError = onBackgroundThread(named: "offsite-read") {
+        (streamError, shipped) = onBackgroundThread(named: "offsite-read") {
             streamSnapshot(progress, job: job, spillFolder: folder, into: count)
         }
     }
 
     // Nothing is visible yet; the check decides whether anything ever will be.
     let snapshot: SnapshotInfo
+    var snapshotChecksum: PlaintextChecksum?
     do {
-        let (copy, checked) = try snapshotJob.result()
+        let (copy, checked, copied) = try snapshotJob.result()
+        snapshotChecksum = copied
         do {
+            // What was shipped was read while SQLite wrote the copy: it must be, byte for byte, the
+            // copy that passed the check.
+            if let shipped, let copied, streamError == nil, copied != shipped {
+                throw SnapshotError.shippedDiffers(shipped: shipped, copy: copied)
+            }
             snapshot = try snapshotter.install(copy, checked: checked)
         } catch {
             snapshotter.discard(copy)
@@ -169,9 +191,12 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
         }
     } catch {
         for entry in started { entry.upload.abort() }
-        if streaming, case SnapshotError.changedWhileStreaming? = error as? SnapshotError {
-            // The copy started over under the reader; take it again, reading it only once it is whole.
-            return try runBackup(job, now: now, streaming: false)
+        if streaming, let reason = error as? SnapshotError, reason.isRetakenWithoutOverlap {
+            // The copy changed under the reader; take it again, reading it only once it is whole.
+            job.onRetake?(reason.message)
+            var again = job
+            again.flipsFirstStreamedByte = false
+            return try runBackup(again, now: now, streaming: false)
         }
         throw error
     }
@@ -197,25 +222,29 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     if keepsLocal {
         pruned = pruneLocalRotation(folder: folder, keep: job.localKeep ?? LocalConfig.defaultKeep)
     }
-    return BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
-                        prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
+    var report = BackupReport(id: id, snapshot: snapshot, localPath: keepsLocal ? snapshot.path : nil, uploads: uploads,
+                              prunedLocal: pruned.removed, localPruneFailures: pruned.failures)
+    report.plaintextChecksum = snapshotChecksum
+    return report
 }
 
 /// Streams the snapshot copy, as it is being made, through compression (every core) and, on a
-/// thread of its own, encryption into `sink`; returns the error that stopped it, if any. When it
-/// returns, no thread touches `sink` any more.
-private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillFolder: String, into sink: any ByteSink) -> Error? {
+/// thread of its own, encryption into `sink`; returns the error that stopped it, if any, or the
+/// checksum of the plaintext it compressed. When it returns, no thread touches `sink` any more.
+private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillFolder: String,
+                            into sink: any ByteSink) -> (Error?, PlaintextChecksum?) {
     let encrypted: any ByteSink
     do {
         encrypted = try makeEncryptor(encryption: job.encryption, into: sink)
     } catch {
-        return error
+        return (error, nil)
     }
     // Encryption and upload never hold up compression, up to the queue's capacity.
     let handOff = ThreadedSink(next: encrypted, name: "offsite-encrypt-upload", background: true)
     do {
         let compressor = try ParallelGzipCompressor(level: job.compressionLevel, background: true, next: handOff)
         var encoder: any ByteSink = compressor
+        if job.flipsFirstStreamedByte { encoder = FirstByteFlipper(next: encoder) }
         if let cancellation = job.cancellation { encoder = CancellableSink(next: encoder, cancellation: cancellation) }
         // The first page of a copy in progress is final only at its end: the first block is then
         // compressed last and the members after it wait (in order, bounded) to follow it.
@@ -228,11 +257,26 @@ private func streamSnapshot(_ progress: SnapshotProgress, job: BackupJob, spillF
         }
         _ = try progress.read(into: encoder, from: start)
         try encoder.finish()
-        return nil
+        return (nil, compressor.plaintextChecksum)
     } catch {
         handOff.abandon()
-        return error
+        return (error, nil)
     }
+}
+
+/// Tests only: passes bytes on with the very first one flipped.
+private final class FirstByteFlipper: ByteSink {
+    let next: any ByteSink
+    var flipped = false
+    init(next: any ByteSink) { self.next = next }
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !flipped, bytes.count > 0 else { return try next.write(bytes) }
+        flipped = true
+        var copy = [UInt8](bytes)
+        copy[0] ^= 0xff
+        try copy.withUnsafeBytes { try next.write($0) }
+    }
+    func finish() throws { try next.finish() }
 }
 
 /// Runs `body` on a thread of its own in the background scheduling class (`yieldToTheApplication`)
@@ -273,44 +317,39 @@ private final class BackgroundHandoff<T>: @unchecked Sendable {
 
 /// The snapshot of one backup, taken on a thread of its own: the copy (at the caller's priority,
 /// so the read transaction on the live database is as short as the copy allows), then its
-/// integrity check (in the background, as it only competes with compression).
+/// integrity check (in the background, as it only competes with compression) and, at the same
+/// time on another thread, the checksum of the finished copy, to compare with what was shipped.
 private final class BackgroundSnapshot: @unchecked Sendable {
-    // @unchecked: `outcome` is written once by the snapshot's thread and read after it, both under `condition`.
     let progress = SnapshotProgress()
-    private let condition = NSCondition()
-    private var outcome: Result<(SnapshotCopy, SnapshotCheckResult), any Error>?
+    private let thread: JoinableThread<(SnapshotCopy, SnapshotCheckResult, PlaintextChecksum?)>
 
-    init(snapshotter: Snapshotter, database: String, finalPath: String, check: IntegrityCheck, streaming: Bool) {
+    init(snapshotter: Snapshotter, database: String, finalPath: String, check: IntegrityCheck, streaming: Bool,
+         checksums: Bool) {
         let progress = self.progress
-        let thread = Thread { [self] in
+        thread = JoinableThread(name: "offsite-snapshot") {
             let copied = Result {
                 try snapshotter.copy(of: database, to: finalPath, progress: streaming ? progress : nil)
             }
             progress.finish(copied)
-            let result = copied.flatMap { copy in
+            let copy = try copied.get()
+            do {
+                let checksum = checksums
+                    ? JoinableThread(name: "offsite-checksum", background: true) { try PlaintextChecksum.of(fileAt: copy.temporaryPath) }
+                    : nil
                 yieldToTheApplication()
-                return Result { (copy, try snapshotter.check(copy, using: check)) }.mapError { error in
-                    snapshotter.discard(copy)
-                    return error
-                }
+                let checked = Result { try snapshotter.check(copy, using: check) }
+                return (copy, try checked.get(), try checksum?.join().get())
+            } catch {
+                snapshotter.discard(copy)
+                throw error
             }
-            condition.lock()
-            outcome = result
-            condition.broadcast()
-            condition.unlock()
         }
-        thread.name = "offsite-snapshot"
-        thread.start()
     }
 
-    /// Waits for the copy and its check; returns both, or throws why the copy is unusable (it is
-    /// removed then).
-    func result() throws -> (SnapshotCopy, SnapshotCheckResult) {
-        condition.lock()
-        while outcome == nil { condition.wait() }
-        let result = outcome!
-        condition.unlock()
-        return try result.get()
+    /// Waits for the copy, its check and its checksum; returns them, or throws why the copy is
+    /// unusable (it is removed then).
+    func result() throws -> (SnapshotCopy, SnapshotCheckResult, PlaintextChecksum?) {
+        try thread.join().get()
     }
 }
 

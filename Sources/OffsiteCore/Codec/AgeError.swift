@@ -116,7 +116,7 @@ public enum AgeError: UserFacingError, Equatable {
         case .fileIsNotPassphraseEncrypted:
             return "decrypt with an identity file instead of a passphrase"
         case .workFactorTooLarge:
-            return "the file may be hostile; raise the maximum only if you trust where it came from"
+            return "the file may be hostile; if you trust where it came from, set encryption.scryptWorkFactor to at least its factor"
         case .invalidRecipient:
             return "a recipient is the public key printed by `age-keygen` or `offsite keygen`, starting with age1"
         case .invalidIdentity, .invalidIdentityFileLine, .emptyIdentityFile:

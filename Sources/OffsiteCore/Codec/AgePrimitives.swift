@@ -79,6 +79,23 @@ enum AgePrimitives {
         } }
     }
 
+    /// Whether `given` equals `expected`, in time that depends on neither their contents nor
+    /// where they differ nor their lengths: both are hashed (BLAKE2b-256) and the digests compared
+    /// with `sodium_memcmp`. For tokens a client presents.
+    static func secretsMatch(_ given: [UInt8], _ expected: [UInt8]) -> Bool {
+        precondition(sodiumIsReady, "libsodium is not initialised")
+        func digest(_ bytes: [UInt8]) -> [UInt8] {
+            var output = [UInt8](repeating: 0, count: Int(crypto_generichash_BYTES))
+            _ = bytes.withUnsafeBufferPointer {
+                crypto_generichash(&output, output.count, $0.baseAddress, UInt64($0.count), nil, 0)
+            }
+            return output
+        }
+        let left = digest(given)
+        let right = digest(expected)
+        return sodium_memcmp(left, right, left.count) == 0
+    }
+
     /// Whether all bytes are zero, in constant time.
     static func isAllZero(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { sodium_is_zero($0.bindMemory(to: UInt8.self).baseAddress!, $0.count) == 1 }

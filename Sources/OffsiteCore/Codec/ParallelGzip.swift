@@ -49,6 +49,11 @@ public final class ParallelGzipCompressor: ByteSink {
     private var spillFolder = ""
     /// The most bytes ever held; for tests.
     private(set) var peakHeldBytes = 0
+    /// The checksum of the input written to `next` so far, in input order (its members' own CRCs
+    /// combined); after `finish`, that of the whole input that was compressed.
+    public private(set) var plaintextChecksum = PlaintextChecksum()
+    /// The checksum of the members held behind the deferred first block.
+    private var heldChecksum = PlaintextChecksum()
 
     /// The default limit of `deferFirstBlock`: 256 MiB of compressed output.
     public static let defaultHoldLimit = 256 << 20
@@ -117,8 +122,11 @@ public final class ParallelGzipCompressor: ByteSink {
         let stream = try ZStream(direction: .deflate, level: Int32(level))
         try ParallelGzipQueue.compress(block, with: stream)
         try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+        plaintextChecksum.append(crc: block.crc, length: Int64(block.inputCount))
         if reused != nil { spare.append(block) }
         if let held { try held.drain(into: next) }
+        plaintextChecksum.append(crc: heldChecksum.crc, length: heldChecksum.length)
+        heldChecksum = PlaintextChecksum()
         held = nil
     }
 
@@ -130,12 +138,14 @@ public final class ParallelGzipCompressor: ByteSink {
                 let spill = try held ?? HeldOutput(folder: spillFolder)
                 held = spill
                 try spill.append(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+                heldChecksum.append(crc: block.crc, length: Int64(block.inputCount))
                 peakHeldBytes = max(peakHeldBytes, spill.count)
                 return
             }
             try writeDeferredFirst()
         }
         try next.write(UnsafeRawBufferPointer(start: block.output, count: block.outputCount))
+        plaintextChecksum.append(crc: block.crc, length: Int64(block.inputCount))
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -279,6 +289,8 @@ private final class CompressionBlock: @unchecked Sendable {
     let outputCapacity: Int
     var inputCount = 0
     var outputCount = 0
+    /// The CRC-32 of the input, as the member's trailer holds it.
+    var crc: UInt32 = 0
     var sequence = 0
     /// Guarded by the queue's lock.
     var isCompressed = false
@@ -380,15 +392,15 @@ private final class ParallelGzipQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Deflates the block's whole input into one gzip member in its output buffer.
+    /// Deflates the block's whole input into one gzip member in its output buffer, ending a deflate
+    /// block after every `blockInputLimit` bytes of input where the level's tuning says so.
     static func compress(_ block: CompressionBlock, with stream: ZStream) throws {
         let z = stream.pointer
         let resetCode = stream.reset()
         guard resetCode == Z_OK else {
             throw GzipError.zlibFailure(operation: "deflateReset", code: resetCode, detail: stream.detail(for: resetCode))
         }
-        z.pointee.next_in = block.inputCount > 0 ? block.input.assumingMemoryBound(to: Bytef.self) : nil
-        z.pointee.avail_in = uInt(block.inputCount)
+        let input = block.input.assumingMemoryBound(to: Bytef.self)
         z.pointee.next_out = block.output.assumingMemoryBound(to: Bytef.self)
         z.pointee.avail_out = uInt(block.outputCapacity)
         defer {
@@ -397,11 +409,23 @@ private final class ParallelGzipQueue: @unchecked Sendable {
             z.pointee.next_out = nil
             z.pointee.avail_out = 0
         }
-        let rc = deflate(z, Z_FINISH)
-        // The output buffer holds the worst case, so one call must end the member.
-        guard rc == Z_STREAM_END else {
-            throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
-        }
+        let step = stream.tuning?.blockInputLimit ?? max(block.inputCount, 1)
+        var offset = 0
+        repeat {
+            let count = min(step, block.inputCount - offset)
+            let isLast = offset + count == block.inputCount
+            z.pointee.next_in = count > 0 ? input + offset : nil
+            z.pointee.avail_in = uInt(count)
+            let rc = deflate(z, isLast ? Z_FINISH : Z_BLOCK)
+            // The output buffer holds the worst case (a stored block per step costs less than the
+            // margin), so every call takes all its input and the last one ends the member.
+            guard isLast ? rc == Z_STREAM_END : (rc == Z_OK && z.pointee.avail_in == 0) else {
+                throw GzipError.zlibFailure(operation: "deflate", code: rc, detail: stream.detail(for: rc))
+            }
+            offset += count
+        } while offset < block.inputCount
         block.outputCount = block.outputCapacity - Int(z.pointee.avail_out)
+        // For a gzip stream zlib keeps the input's CRC-32 in `adler`.
+        block.crc = UInt32(truncatingIfNeeded: z.pointee.adler)
     }
 }

@@ -23,11 +23,16 @@ public struct DecryptionKeys: Sendable {
     public var identities: [AgeX25519Identity]
     /// A scrypt passphrase.
     public var passphrase: String?
+    /// The largest scrypt work factor a passphrase-encrypted object may ask for: the one configured
+    /// for backups (default 18, age's). An object asking more could make a restore spend gigabytes
+    /// of memory and minutes of CPU; anyone who can write to the bucket can make one.
+    public var maximumWorkFactor: Int
 
     /// Creates a key set.
-    public init(identities: [AgeX25519Identity] = [], passphrase: String? = nil) {
+    public init(identities: [AgeX25519Identity] = [], passphrase: String? = nil, maximumWorkFactor: Int = 18) {
         self.identities = identities
         self.passphrase = passphrase
+        self.maximumWorkFactor = maximumWorkFactor
     }
 
     /// Whether there is nothing to decrypt with.
@@ -66,7 +71,7 @@ public func makeRestoreDecoder(format: PayloadFormat, keys: DecryptionKeys, into
 /// An age decryptor for `keys`: the identities, or the passphrase when there are none.
 func makeAgeDecryptor(keys: DecryptionKeys, next: any ByteSink) throws -> AgeDecryptor {
     if let passphrase = keys.passphrase, keys.identities.isEmpty {
-        return try AgeDecryptor(passphrase: passphrase, next: next)
+        return try AgeDecryptor(passphrase: passphrase, maxWorkFactor: keys.maximumWorkFactor, next: next)
     }
     guard !keys.identities.isEmpty else { throw RestoreError.noKey }
     return try AgeDecryptor(identities: keys.identities, next: next)

@@ -43,7 +43,7 @@ extension OffsiteConfig {
 
 private let topLevelKeys = [
     "databases", "watch", "files", "local", "encryption", "compression", "integrityCheck", "schedule", "targets",
-    "health", "notify", "log", "verify", "shutdownTimeout", "restoreIfCorrupt",
+    "health", "notify", "log", "verify", "http", "continuous", "shutdownTimeout", "restoreIfCorrupt",
 ]
 
 func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
@@ -73,17 +73,38 @@ func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
     let verify = try top.node("verify").map {
         VerifyConfig(every: try $0.object(allowedKeys: ["every"]).required("every").duration())
     }
+    let http = try top.node("http").map { try parseHTTP($0, warnings: &warnings) }
+    let continuous = try top.node("continuous").map { try parseContinuous($0) }
     let shutdownTimeout = try top.duration("shutdownTimeout") ?? .seconds(30)
     let restoreIfCorrupt = try top.bool("restoreIfCorrupt") ?? false
 
     return OffsiteConfig(
         databases: databases, watch: watch, files: files, local: local, encryption: encryption,
         compression: compression, integrityCheck: integrityCheck, schedule: schedule, targets: targets,
-        health: health, notify: notify, log: log, verify: verify, shutdownTimeout: shutdownTimeout,
+        health: health, notify: notify, log: log, verify: verify, http: http, continuous: continuous,
+        shutdownTimeout: shutdownTimeout,
         restoreIfCorrupt: restoreIfCorrupt, warnings: warnings)
 }
 
 // MARK: - Sections
+
+func parseContinuous(_ node: ConfigNode) throws -> ContinuousConfig {
+    let section = try node.object(allowedKeys: ["interval", "keep", "maxChain"])
+    var config = ContinuousConfig()
+    if let interval = try section.duration("interval") { config.interval = interval }
+    if let keep = try section.duration("keep") { config.keep = keep }
+    if let limit = section.node("maxChain") {
+        if let text = try? limit.string(), text.hasSuffix("%") {
+            guard let percent = Double(text.dropLast().trimmingCharacters(in: .whitespaces)), percent > 0, percent <= 1000 else {
+                throw limit.error("expected a share of the base's size from \"1%\" to \"1000%\", or a number of change objects")
+            }
+            config.maxChain = .share(percent / 100)
+        } else {
+            config.maxChain = .count(try limit.integer(in: 1...1_000_000))
+        }
+    }
+    return config
+}
 
 func parseDatabases(_ top: ConfigObject) throws -> [DatabaseConfig] {
     guard let list = top.node("databases") else { return [] }
@@ -236,6 +257,41 @@ func parseLog(_ node: ConfigNode) throws -> LogConfig {
         log.level = try parseChoice(level, LogConfig.Level.self, ["debug", "info", "warn", "error"])
     }
     return log
+}
+
+/// Parses the control endpoint: `listen` (default 127.0.0.1:8080) and the token (`tokenFile`, or
+/// `token`, which draws a warning when written inline). A token is required unless the address
+/// is loopback; it must be at least `HTTPConfig.minimumTokenLength` printable ASCII characters.
+func parseHTTP(_ node: ConfigNode, warnings: inout [String]) throws -> HTTPConfig {
+    let object = try node.object(allowedKeys: ["listen", "token", "tokenFile"])
+    let listenPath = object.path(of: "listen")
+    let listen: ListenAddress
+    do {
+        listen = try ListenAddress(parsing: try object.string("listen") ?? HTTPConfig.defaultListen)
+    } catch let error as ListenAddressError {
+        throw ConfigError(keyPath: listenPath, problem: error.problem,
+                          hint: "for example \"127.0.0.1:8080\", or \"0.0.0.0:8080\" with a tokenFile")
+    }
+    if node.context.warnsAboutInlineSecrets, let raw = object.fields["token"] as? String, !raw.contains("${") {
+        warnings.append("\(object.path(of: "token")) is written in the configuration; prefer tokenFile or ${VAR}")
+    }
+    let token = try object.secret("token", fileKey: "tokenFile")
+    if let token {
+        let tokenPath = object.path(of: object.has("token") ? "token" : "tokenFile")
+        let hint = "make one with: head -c 32 /dev/urandom | base64 > token"
+        guard token.value.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) }) else {
+            throw ConfigError(keyPath: tokenPath, problem: "the token must be printable ASCII without spaces", hint: hint)
+        }
+        guard token.value.count >= HTTPConfig.minimumTokenLength else {
+            throw ConfigError(keyPath: tokenPath,
+                              problem: "the token is shorter than \(HTTPConfig.minimumTokenLength) characters", hint: hint)
+        }
+    }
+    if token == nil && !listen.isLoopback {
+        throw ConfigError(keyPath: listenPath, problem: "listening on \(listen), which is not loopback, requires a token",
+                          hint: "add \"tokenFile\" naming a file with a long random token, or listen on 127.0.0.1")
+    }
+    return HTTPConfig(listen: listen, token: token)
 }
 
 // MARK: - Encryption

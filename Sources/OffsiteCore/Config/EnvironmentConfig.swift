@@ -10,6 +10,7 @@ extension OffsiteConfig {
     /// `OFFSITE_LOCAL_DIR`, `OFFSITE_SCHEDULE_EVERY`, `OFFSITE_HEALTH_MAX_AGE`,
     /// `OFFSITE_KEEP_LAST`/`_HOURLY`/`_DAILY`/`_WEEKLY`/`_MONTHLY`/`_YEARLY`/`_WITHIN` (the target's
     /// retention), `OFFSITE_WEBHOOK_URL`, `OFFSITE_LOG_FORMAT`, `OFFSITE_LOG_LEVEL`,
+    /// `OFFSITE_HTTP_LISTEN` and `OFFSITE_HTTP_TOKEN_FILE` (the control endpoint),
     /// `OFFSITE_WEBDAV_USERNAME`, `OFFSITE_WEBDAV_PASSWORD`/`_FILE`, and for S3 the standard
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (or `AWS_SECRET_ACCESS_KEY_FILE`),
     /// `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3`. Relative paths are resolved
@@ -53,6 +54,10 @@ extension OffsiteConfig {
         log["format"] = literal("OFFSITE_LOG_FORMAT", at: "log.format")
         log["level"] = literal("OFFSITE_LOG_LEVEL", at: "log.level")
         if !log.isEmpty { tree["log"] = log }
+        var http: [String: Any] = [:]
+        http["listen"] = literal("OFFSITE_HTTP_LISTEN", at: "http.listen")
+        http["tokenFile"] = literal("OFFSITE_HTTP_TOKEN_FILE", at: "http.tokenFile")
+        if !http.isEmpty { tree["http"] = http }
 
         var target: [String: Any] = ["name": location.kind.rawValue]
         target["url"] = literal("OFFSITE_TARGET", at: "targets[0].url")

@@ -32,6 +32,12 @@ public struct OffsiteConfig: Sendable {
     public var log: LogConfig
     /// Periodic restore drills, or nil for none.
     public var verify: VerifyConfig?
+    /// The control endpoint (`/healthz`, `/metrics`, the status page…), or nil when `run` does
+    /// not listen.
+    public var http: HTTPConfig?
+    /// Continuous protection (every committed change of WAL-mode databases shipped within
+    /// seconds), or nil when off.
+    public var continuous: ContinuousConfig?
     /// How long `run` may take to finish after SIGTERM (the shutdown backup included); default 30s.
     public var shutdownTimeout: Duration
     /// Whether `run` restores a database from the newest good backup when it finds it corrupt
@@ -47,8 +53,10 @@ public struct OffsiteConfig: Sendable {
                 encryption: EncryptionConfig, compression: CompressionConfig = CompressionConfig(),
                 integrityCheck: IntegrityCheck = .quick, schedule: ScheduleConfig = ScheduleConfig(),
                 targets: [TargetConfig], health: HealthConfig = HealthConfig(), notify: NotifyConfig? = nil,
-                log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, shutdownTimeout: Duration = .seconds(30),
-                restoreIfCorrupt: Bool = false, file: String? = nil, warnings: [String] = []) {
+                log: LogConfig = LogConfig(), verify: VerifyConfig? = nil, http: HTTPConfig? = nil,
+                continuous: ContinuousConfig? = nil,
+                shutdownTimeout: Duration = .seconds(30), restoreIfCorrupt: Bool = false, file: String? = nil,
+                warnings: [String] = []) {
         self.file = file
         self.databases = databases
         self.watch = watch
@@ -63,6 +71,8 @@ public struct OffsiteConfig: Sendable {
         self.notify = notify
         self.log = log
         self.verify = verify
+        self.http = http
+        self.continuous = continuous
         self.shutdownTimeout = shutdownTimeout
         self.restoreIfCorrupt = restoreIfCorrupt
         self.warnings = warnings
@@ -194,6 +204,32 @@ public struct CompressionConfig: Sendable, Equatable {
     /// Creates settings.
     public init(level: Int = 6) {
         self.level = level
+    }
+}
+
+/// Continuous protection: every committed change of a WAL-mode database shipped within seconds
+/// (docs/CONTINUOUS.md).
+public struct ContinuousConfig: Sendable, Equatable {
+    /// When a chain has grown enough for a new full backup.
+    public enum ChainLimit: Sendable, Equatable {
+        /// When the change objects shipped since the base reach this share of the base's size.
+        case share(Double)
+        /// When this many change objects were shipped since the base.
+        case count(Int)
+    }
+
+    /// How often committed changes are shipped; default 1s.
+    public var interval: Duration
+    /// How far back second-level restore points reach; default 24h.
+    public var keep: Duration
+    /// When a new full backup starts a new chain; default 50% of the base's size.
+    public var maxChain: ChainLimit
+
+    /// Creates settings with the documented defaults.
+    public init(interval: Duration = .seconds(1), keep: Duration = .seconds(86_400), maxChain: ChainLimit = .share(0.5)) {
+        self.interval = interval
+        self.keep = keep
+        self.maxChain = maxChain
     }
 }
 
@@ -386,5 +422,25 @@ public struct VerifyConfig: Sendable, Equatable {
     /// Creates settings.
     public init(every: Duration) {
         self.every = every
+    }
+}
+
+/// The control endpoint of `offsite run`.
+public struct HTTPConfig: Sendable, Equatable {
+    /// Where to listen; default `127.0.0.1:8080`.
+    public var listen: ListenAddress
+    /// The token that `POST /api/backup` and the page's "Back up now" must present, or nil: then
+    /// only `/healthz` and `/metrics` answer.
+    public var token: Secret?
+
+    /// The address used when `listen` is not given.
+    public static let defaultListen = "127.0.0.1:8080"
+    /// The shortest token accepted.
+    public static let minimumTokenLength = 16
+
+    /// Creates settings.
+    public init(listen: ListenAddress, token: Secret? = nil) {
+        self.listen = listen
+        self.token = token
     }
 }

@@ -51,15 +51,29 @@ public enum BackupSelection: Sendable, Equatable {
     }
 }
 
-/// Picks the backup of `database` that `selection` names, from a target's listing.
+/// How far in the future a backup id may lie and still count as "latest": a clock that runs ahead
+/// is forgiven a little; an id further ahead is someone's plant (or a clock gone wrong).
+public let futureBackupTolerance: TimeInterval = 86_400
+
+/// The backups in `backups` whose ids lie more than `futureBackupTolerance` after `now`.
+public func futureBackups(_ backups: [RemoteBackup], now: Date) -> [RemoteBackup] {
+    backups.filter { $0.id.date.timeIntervalSince(now) > futureBackupTolerance }
+}
+
+/// Picks the backup of `database` that `selection` names, from a target's listing. `latest` never
+/// takes a backup more than a day in the future (see `futureBackups`: the caller warns of them).
 public func selectBackup(from backups: [RemoteBackup], database: String, selection: BackupSelection,
-                         target: String) throws -> RemoteBackup {
+                         target: String, now: Date = Date()) throws -> RemoteBackup {
     let candidates = backups.filter { $0.database == database }.sorted { $0.id < $1.id }
-    guard let newest = candidates.last else {
+    guard !candidates.isEmpty else {
         throw RestoreError.noBackups(database: database, target: target)
     }
     switch selection {
     case .latest:
+        let future = Set(futureBackups(candidates, now: now).map(\.id))
+        guard let newest = candidates.last(where: { !future.contains($0.id) }) else {
+            throw RestoreError.noBackups(database: database, target: target)
+        }
         return newest
     case let .id(id):
         guard let match = candidates.last(where: { $0.id == id }) else {
@@ -87,6 +101,8 @@ public enum RestoreError: UserFacingError, Equatable {
     case verificationFailed(detail: String)
     case noKey
     case notSettled(path: String, detail: String, damaged: Bool)
+    case payloadTooLarge(limit: Int64)
+    case diskFull(folder: String, needed: Int64, free: Int64)
 
     public var message: String {
         switch self {
@@ -101,6 +117,11 @@ public enum RestoreError: UserFacingError, Equatable {
         case let .verificationFailed(detail): return "the restored database failed its check: \(detail)"
         case .noKey: return "no identity or passphrase to decrypt with"
         case let .notSettled(path, detail, _): return "\(path) cannot be replaced safely: \(detail)"
+        case let .payloadTooLarge(limit):
+            return "the backup inflates to more than the \(formatBytes(limit)) its database header gives: stopped, nothing was kept"
+        case let .diskFull(folder, needed, free):
+            return "restoring needs \(formatBytes(needed)) more in \(folder), which has \(formatBytes(free)) free "
+                + "(\(formatBytes(restoreFreeSpaceMargin)) must stay free): stopped, nothing was kept"
         }
     }
 
@@ -113,6 +134,8 @@ public enum RestoreError: UserFacingError, Equatable {
         case .notConfirmed: return "type the database name to confirm, or pass --yes"
         case .noKey: return "give --identity FILE or --passphrase-file FILE, or set encryption.identityFile in the configuration"
         case .notSettled: return "stop every program that uses the database, then restore again; nothing was changed"
+        case .payloadTooLarge: return "the object is damaged or was not written by offsite; restore another backup"
+        case .diskFull: return "free space on that disk, or restore with --output to another disk"
         default: return nil
         }
     }

@@ -107,6 +107,12 @@ public func repairIfCorrupt(database: DatabaseRef, targets: [any Target], keys: 
             rejected.append("target \(target.name): \((error as? UserFacingError)?.message ?? "\(error)")")
         }
     }
+    // A backup dated more than a day ahead is no "newest good backup".
+    let ahead = Set(futureBackups(candidates.map(\.backup), now: now()).map(\.key))
+    for (backup, target) in candidates where ahead.contains(backup.key) {
+        rejected.append("\(backup.id) on \(target.name): dated in the future, passed over")
+    }
+    candidates.removeAll { ahead.contains($0.backup.key) }
     // Newest first; on the same id, the targets' order.
     let order = Dictionary(targets.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
     candidates.sort { ($0.backup.id, -(order[$0.target.name] ?? 0)) > ($1.backup.id, -(order[$1.target.name] ?? 0)) }
@@ -115,13 +121,14 @@ public func repairIfCorrupt(database: DatabaseRef, targets: [any Target], keys: 
     }
     let folder = parentDirectory(of: database.path)
     for (backup, target) in candidates.prefix(maximumAttempts) {
-        let temporary: String
+        let restored: RestoredFile
         do {
-            temporary = try fetchVerified(backup, from: target, keys: keys, check: check, folder: folder, progress: nil).path
+            restored = try fetchVerified(backup, from: target, keys: keys, check: check, folder: folder, progress: nil)
         } catch {
             rejected.append("\(backup.id) on \(target.name): \(oneLine((error as? UserFacingError)?.message ?? "\(error)"))")
             continue
         }
+        let temporary = restored.path
         do {
             var original = stat()
             if stat(database.path, &original) == 0 {

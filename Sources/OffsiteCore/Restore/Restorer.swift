@@ -26,16 +26,19 @@ public struct RestoreJob {
     public var check: IntegrityCheck
     /// Shows the download's progress on a terminal; nil: silent.
     public var progress: ProgressMeter?
+    /// Told what the restore passed over and why (one line each, no secrets).
+    public var warn: (String) -> Void
 
     /// Creates a job.
     public init(target: any Target, database: String, selection: BackupSelection, keys: DecryptionKeys,
-                check: IntegrityCheck = .quick, progress: ProgressMeter? = nil) {
+                check: IntegrityCheck = .quick, progress: ProgressMeter? = nil, warn: @escaping (String) -> Void = { _ in }) {
         self.target = target
         self.database = database
         self.selection = selection
         self.keys = keys
         self.check = check
         self.progress = progress
+        self.warn = warn
     }
 }
 
@@ -55,29 +58,105 @@ public struct RestoreReport {
     public var replacedPath: String?
 }
 
-/// Picks the backup `job` names from one listing of its target.
+/// Picks the backup `job` names from one listing of its target; warns (`job.warn`) of the backups
+/// that `latest` passed over because their ids lie more than a day in the future.
 public func chooseBackup(for job: RestoreJob) throws -> RemoteBackup {
     let backups = try listBackups(on: job.target, database: job.database)
-    return try selectBackup(from: backups, database: job.database, selection: job.selection, target: job.target.name)
+    let now = Date()
+    if job.selection == .latest {
+        for skipped in futureBackups(backups, now: now) {
+            job.warn("\(skipped.key) on target \(job.target.name) is dated in the future (\(formatUTC(skipped.id.date))); "
+                     + "it is not taken as the latest backup")
+        }
+    }
+    return try selectBackup(from: backups, database: job.database, selection: job.selection, target: job.target.name, now: now)
 }
+
+/// A restored database waiting in its temporary file (`.DBNAME.restore-HEX.tmp`) to be put in place.
+///
+/// While this value lives, its process holds an `flock` on the file: a restore in progress is
+/// never taken for the leftover of a crashed one, and `removeStaleRestoreTemporaries` removes a
+/// temporary (a full-size plaintext copy) only when no process holds it.
+public final class RestoredFile {
+    /// The temporary file.
+    public let path: String
+    /// What the check found.
+    public let info: DatabaseFileInfo
+    private let marker: Int32
+
+    init(path: String, info: DatabaseFileInfo, marker: Int32) {
+        self.path = path
+        self.info = info
+        self.marker = marker
+    }
+
+    deinit { if marker >= 0 { close(marker) } }
+
+    /// The temporary name for a restore of `database` in `folder`.
+    static func temporaryPath(in folder: String, database: String) -> String {
+        "\(folder)/.\(database).restore-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
+    }
+
+    /// Whether `name` is a restore temporary's file name (or one of its SQLite companions).
+    static func isTemporaryName(_ name: String) -> Bool {
+        guard name.hasPrefix("."), let range = name.range(of: ".restore-") else { return false }
+        var rest = name[range.upperBound...]
+        for suffix in ["-wal", "-shm", "-journal"] where rest.hasSuffix(suffix) { rest = rest.dropLast(suffix.count) }
+        guard rest.hasSuffix(".tmp") else { return false }
+        let hex = rest.dropLast(4)
+        return !hex.isEmpty && hex.allSatisfy(\.isHexDigit)
+    }
+}
+
+/// Removes the restore temporaries in `folder` that no process holds (left by a restore that was
+/// killed) and that are older than `age` seconds; returns the removed names.
+@discardableResult
+public func removeStaleRestoreTemporaries(in folder: String, olderThan age: TimeInterval = 60, now: Date = Date()) -> [String] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    var removed: [String] = []
+    for name in names.sorted() where RestoredFile.isTemporaryName(name) {
+        let path = "\(folder)/\(name)"
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+              now.timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec) >= age else { continue }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard descriptor >= 0 else { continue }
+        let free = flock(descriptor, LOCK_EX | LOCK_NB) == 0
+        if free && unlink(path) == 0 { removed.append(name) }
+        close(descriptor)
+    }
+    if !removed.isEmpty { fsyncFolder(folder) }
+    return removed
+}
+
+/// How much free space a restore leaves on the disk it writes to, at least.
+public let restoreFreeSpaceMargin: Int64 = 64 << 20
 
 /// Downloads, decrypts and decompresses `backup` from `target` into a new temporary file in
 /// `folder`, checks it is a SQLite database that passes `check` while it is fsynced, and returns
-/// its path with what the check found. On any failure nothing is left behind.
+/// it. The output is bounded: it must start as a SQLite database and may not grow past the size its
+/// header gives (page size × page count), nor leave less than `restoreFreeSpaceMargin` free on the
+/// disk (a small object that inflates without end, a gzip bomb, is stopped at once). `cancellation`
+/// stops the download between chunks. On any failure nothing is left behind.
 func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: DecryptionKeys, check: IntegrityCheck,
-                   folder: String, progress: ProgressMeter?) throws -> (path: String, info: DatabaseFileInfo) {
-    let temporary = "\(folder)/.\(backup.database).restore-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
+                   folder: String, progress: ProgressMeter?, cancellation: Cancellation? = nil) throws -> RestoredFile {
+    let temporary = RestoredFile.temporaryPath(in: folder, database: backup.database)
+    var marker: Int32 = -1
     do {
         let file = try FileSink(creating: temporary, syncsOnFinish: false)
+        marker = open(temporary, O_RDONLY | O_CLOEXEC)
+        if marker >= 0 { flock(marker, LOCK_EX | LOCK_NB) }
         // Download, decryption and decompression (with the writing) each run on their own thread,
         // joined by bounded queues: constant memory, and the slowest stage sets the pace.
-        let stages = try makeRestorePipeline(format: backup.format, keys: keys, into: file)
+        let stages = try makeRestorePipeline(format: backup.format, keys: keys,
+                                             into: BoundedDatabaseSink(next: file, folder: folder))
         do {
             var head = stages.head
             if let progress {
                 progress.total = backup.size
                 head = ProgressSink(next: head, meter: progress)
             }
+            if let cancellation { head = CancellableSink(next: head, cancellation: cancellation) }
             defer { progress?.end() }
             try target.download(key: backup.key, into: head)
             try head.finish()
@@ -89,11 +168,80 @@ func fetchVerified(_ backup: RemoteBackup, from target: any Target, keys: Decryp
         }
         // The check reads the file from the page cache; writing it to disk can go on meanwhile.
         let info = try whileSyncing(temporary) { try verifyDatabaseFile(at: temporary, check: check) }
-        return (temporary, info)
+        CrashPoint.reach("restore.fetched")
+        return RestoredFile(path: temporary, info: info, marker: marker)
     } catch {
         removeDatabaseFiles(temporary)
+        if marker >= 0 { close(marker) }
         throw error
     }
+}
+
+/// Passes a restored database on to `next` while checking that it is one and stays within bounds:
+/// the first 100 bytes must be a SQLite header, the output may not exceed the size that header
+/// gives, and the disk holding `folder` must keep `restoreFreeSpaceMargin` free.
+final class BoundedDatabaseSink: ByteSink {
+    private let next: any ByteSink
+    private let folder: String
+    private let freeSpace: (String) -> Int64?
+    private var header: [UInt8] = []
+    private var limit: Int64?
+    private var written: Int64 = 0
+    private var nextSpaceCheck: Int64 = 0
+
+    /// A sink in front of `next` for a file in `folder`; `freeSpace` tells how much the disk still takes.
+    init(next: any ByteSink, folder: String, freeSpace: @escaping (String) -> Int64? = OffsiteCore.freeSpace(of:)) {
+        self.next = next
+        self.folder = folder
+        self.freeSpace = freeSpace
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if header.count < 100 {
+            header += bytes.prefix(100 - header.count)
+            if header.count >= 16 && Array(header.prefix(16)) != Array("SQLite format 3\0".utf8) {
+                throw RestoreError.verificationFailed(detail: "the payload is not a SQLite database")
+            }
+            if header.count == 100 { limit = databaseSize(fromHeader: header) }
+        }
+        written += Int64(bytes.count)
+        if let limit, written > limit {
+            throw RestoreError.payloadTooLarge(limit: limit)
+        }
+        if header.count == 100 && written >= nextSpaceCheck {
+            // As soon as the header tells the whole size, then every 8 MiB.
+            let needed = max(limit ?? 0, written) - written
+            if let free = freeSpace(folder), free - needed < restoreFreeSpaceMargin {
+                throw RestoreError.diskFull(folder: folder, needed: needed, free: free)
+            }
+            nextSpaceCheck = written + (8 << 20)
+        }
+        try next.write(bytes)
+    }
+
+    func finish() throws {
+        if header.count < 100 { throw RestoreError.verificationFailed(detail: "the payload is not a SQLite database") }
+        try next.finish()
+    }
+}
+
+/// The size in bytes a SQLite database header (its first 100 bytes) gives — page size × page count —
+/// or nil when the header's page count is not valid (written by an old SQLite: not `version-valid-for`).
+func databaseSize(fromHeader header: [UInt8]) -> Int64? {
+    guard header.count >= 100 else { return nil }
+    func big(_ offset: Int, _ count: Int) -> Int64 { header[offset..<offset + count].reduce(0) { $0 << 8 | Int64($1) } }
+    let rawPageSize = big(16, 2)
+    let pageSize = rawPageSize == 1 ? 65536 : rawPageSize
+    let pageCount = big(28, 4)
+    guard pageSize >= 512, pageCount > 0, big(24, 4) == big(92, 4) else { return nil }
+    return pageSize * pageCount
+}
+
+/// The bytes an unprivileged process may still write on the file system holding `folder`.
+func freeSpace(of folder: String) -> Int64? {
+    var info = statvfs()
+    guard statvfs(folder, &info) == 0 else { return nil }
+    return Int64(info.f_bavail) * Int64(info.f_frsize)
 }
 
 /// Runs `body` while the file at `path` is fsynced on a thread of its own; returns what `body`
@@ -136,9 +284,9 @@ func makeRestorePipeline(format: PayloadFormat, keys: DecryptionKeys, into sink:
     }
 }
 
-/// Downloads and checks `backup` for `job` into `folder`; see `fetchVerified(_:from:keys:check:folder:progress:)`.
-func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) throws -> String {
-    try fetchVerified(backup, from: job.target, keys: job.keys, check: job.check, folder: folder, progress: job.progress).path
+/// Downloads and checks `backup` for `job` into `folder`; see `fetchVerified(_:from:keys:check:folder:progress:cancellation:)`.
+func fetchVerified(_ backup: RemoteBackup, job: RestoreJob, folder: String) throws -> RestoredFile {
+    try fetchVerified(backup, from: job.target, keys: job.keys, check: job.check, folder: folder, progress: job.progress)
 }
 
 /// What the check of a database file found.
@@ -202,7 +350,8 @@ public func restore(_ job: RestoreJob, toNewFile output: String, overwrite: Bool
     if !overwrite && FileManager.default.fileExists(atPath: output) { throw RestoreError.outputExists(path: output) }
     let backup = try chooseBackup(for: job)
     let folder = parentDirectory(of: output)
-    let temporary = try fetchVerified(backup, job: job, folder: folder)
+    let restored = try fetchVerified(backup, job: job, folder: folder)
+    let temporary = restored.path
     if overwrite {
         do {
             try replaceDatabase(at: output, with: temporary, keepingOldAs: nil)
@@ -239,7 +388,8 @@ public func restoreInPlace(_ job: RestoreJob, databasePath: String, preRestore: 
     try refuseWhileOpen(databasePath)
     let backup = try chooseBackup(for: job)
     let folder = parentDirectory(of: databasePath)
-    let temporary = try fetchVerified(backup, job: job, folder: folder)
+    let restored = try fetchVerified(backup, job: job, folder: folder)
+    let temporary = restored.path
     let exists = pathExists(databasePath)
     var preRestoreReport: BackupReport?
     var skipped: String?

@@ -73,7 +73,8 @@ public func backupsToVerify(on target: any Target, database: String, scope: Veri
 /// object's size against the recorded upload — and says it could not decrypt. Never throws:
 /// every problem is a `.failed` outcome naming it.
 public func verifyBackup(_ backup: RemoteBackup, on target: any Target, keys: DecryptionKeys, recorded: BackupRecord?,
-                         temporaryFolder: String? = nil, progress: ProgressMeter? = nil) -> VerifyOutcome {
+                         temporaryFolder: String? = nil, progress: ProgressMeter? = nil,
+                         cancellation: Cancellation? = nil) -> VerifyOutcome {
     var outcome = VerifyOutcome(database: backup.database, target: target.name, backupID: backup.id.description,
                                 status: .failed, detail: "")
     if let recorded, recorded.objectBytes != backup.size {
@@ -88,10 +89,11 @@ public func verifyBackup(_ backup: RemoteBackup, on target: any Target, keys: De
         return outcome
     }
     let folder = temporaryFolder ?? FileManager.default.temporaryDirectory.path
-    let fetched: (path: String, info: DatabaseFileInfo)
+    let fetched: RestoredFile
     do {
         try makePrivateDirectory(folder)
-        fetched = try fetchVerified(backup, from: target, keys: keys, check: .full, folder: folder, progress: progress)
+        fetched = try fetchVerified(backup, from: target, keys: keys, check: .full, folder: folder, progress: progress,
+                                    cancellation: cancellation)
     } catch {
         outcome.detail = oneLine((error as? UserFacingError)?.message ?? "\(error)")
         return outcome
@@ -125,9 +127,10 @@ public func verifyBackup(_ backup: RemoteBackup, on target: any Target, keys: De
 /// or names nothing.
 public func verifyBackups(of database: String, on target: any Target, scope: VerifyScope, keys: DecryptionKeys,
                           records: [String: BackupRecord] = [:], temporaryFolder: String? = nil,
-                          progress: (RemoteBackup) -> ProgressMeter? = { _ in nil }) throws -> [VerifyOutcome] {
+                          progress: (RemoteBackup) -> ProgressMeter? = { _ in nil },
+                          cancellation: Cancellation? = nil) throws -> [VerifyOutcome] {
     try backupsToVerify(on: target, database: database, scope: scope).map { backup in
         verifyBackup(backup, on: target, keys: keys, recorded: records[backup.id.description],
-                     temporaryFolder: temporaryFolder, progress: progress(backup))
+                     temporaryFolder: temporaryFolder, progress: progress(backup), cancellation: cancellation)
     }
 }

@@ -29,6 +29,9 @@ public struct SQLiteError: UserFacingError, Equatable {
         return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB
     }
 
+    /// Whether the file could not be opened at all (SQLITE_CANTOPEN: missing, or not permitted).
+    public var isCannotOpen: Bool { code & 0xff == SQLITE_CANTOPEN }
+
     /// Whether the file is not a database (SQLITE_NOTADB).
     public var isNotADatabase: Bool { code & 0xff == SQLITE_NOTADB }
 }
@@ -226,6 +229,95 @@ public final class SQLiteDatabase {
 
     /// The version of the linked SQLite library.
     public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
+
+    // MARK: Write-ahead log (continuous protection)
+
+    /// Makes closing this connection never checkpoint the database nor delete its `-wal`, even
+    /// when it is the last connection (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`).
+    public func disableCheckpointOnClose() throws {
+        var applied: Int32 = 0
+        try check(offsite_sqlite_db_config_int(handle, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &applied), "no checkpoint on close")
+    }
+
+    /// Maps the database's wal-index (`-shm`) through SQLite's own VFS, for `WALIndexHeader.read`.
+    /// The database must be in WAL mode and this connection must have read from it. The mapping
+    /// lives as long as this connection.
+    public func mapWALIndex() throws -> WALIndex {
+        var region: UnsafeMutableRawPointer?
+        let rc = offsite_sqlite_shm_map(handle, &region)
+        guard rc == SQLITE_OK, let region else {
+            throw SQLiteError(code: rc == SQLITE_OK ? SQLITE_ERROR : rc, operation: "map wal-index", path: path,
+                              detail: rc == SQLITE_OK ? "no wal-index" : String(cString: sqlite3_errstr(rc)))
+        }
+        return WALIndex(region: region, connection: self)
+    }
+
+    /// How a checkpoint went: whether it was blocked, the frames in the log, the frames checkpointed.
+    public struct CheckpointResult: Sendable, Equatable {
+        /// Whether it could not complete (another connection held what it needed).
+        public var busy: Bool
+        /// Frames in the write-ahead log.
+        public var logFrames: Int
+        /// Frames copied into the database.
+        public var checkpointedFrames: Int
+    }
+
+    /// Checkpoints the database (`sqlite3_wal_checkpoint_v2`): `passive` never waits; `restart`
+    /// also waits (busy handler) for readers to leave the log.
+    public func checkpoint(restart: Bool = false) throws -> CheckpointResult {
+        var log: Int32 = 0
+        var done: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(handle, "main", restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE, &log, &done)
+        if rc == SQLITE_BUSY { return CheckpointResult(busy: true, logFrames: Int(log), checkpointedFrames: Int(done)) }
+        try check(rc, "checkpoint")
+        return CheckpointResult(busy: false, logFrames: Int(log), checkpointedFrames: Int(done))
+    }
+}
+
+/// A database's wal-index (`-shm`) as SQLite maps it, read-only: its header tells the last
+/// committed frame of the write-ahead log, the log's salts and how far it was checkpointed.
+public final class WALIndex {
+    private let region: UnsafeMutableRawPointer
+    /// The connection whose mapping this is: the mapping lives as long as it does.
+    private let connection: SQLiteDatabase
+
+    init(region: UnsafeMutableRawPointer, connection: SQLiteDatabase) {
+        self.region = region
+        self.connection = connection
+    }
+
+    /// The header, read consistently; nil when no consistent read could be made right now (a
+    /// writer was busy) or the index is not initialised.
+    public func header() -> WALIndexHeader? {
+        var raw = offsite_wal_index_header()
+        guard offsite_wal_index_read(region, &raw) == 0 else { return nil }
+        let salt = withUnsafeBytes(of: raw.salt) { Array($0) }
+        return WALIndexHeader(change: raw.change, pageSize: Int(raw.pageSize), maxFrame: raw.maxFrame, pageCount: raw.pageCount,
+                              frameChecksum: (raw.frameChecksum.0, raw.frameChecksum.1), salt: salt, backfilled: raw.backfilled)
+    }
+}
+
+/// What the wal-index header says (see `WALIndex`).
+public struct WALIndexHeader: Sendable, Equatable {
+    /// Counts commits.
+    public var change: UInt32
+    /// The database's page size.
+    public var pageSize: Int
+    /// The last committed frame of the log (0: the log is empty).
+    public var maxFrame: UInt32
+    /// The database's size in pages after the last commit.
+    public var pageCount: UInt32
+    /// The cumulative checksum of frame `maxFrame`, as its frame header holds it.
+    public var frameChecksum: (UInt32, UInt32)
+    /// The log header's salts, the 8 bytes as they are stored there.
+    public var salt: [UInt8]
+    /// Frames copied into the database (`nBackfill`).
+    public var backfilled: UInt32
+
+    public static func == (lhs: WALIndexHeader, rhs: WALIndexHeader) -> Bool {
+        lhs.change == rhs.change && lhs.pageSize == rhs.pageSize && lhs.maxFrame == rhs.maxFrame && lhs.pageCount == rhs.pageCount
+            && lhs.frameChecksum == rhs.frameChecksum && lhs.salt == rhs.salt && lhs.backfilled == rhs.backfilled
+    }
 }
 
 /// A compiled statement. Bind with 1-based indexes, read columns with 0-based indexes.

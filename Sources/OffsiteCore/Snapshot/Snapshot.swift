@@ -54,6 +54,18 @@ public enum SnapshotError: UserFacingError, Equatable {
     case destinationIsSource(path: String)
     /// A copy that was being read while it was made had to start over, so what was read is stale.
     case changedWhileStreaming(path: String)
+    /// This process may not read and write the database, its companions or its folder.
+    case accessDenied(path: String, detail: String)
+    /// What was compressed while the copy was made differs from the copy that passed its check.
+    case shippedDiffers(shipped: PlaintextChecksum, copy: PlaintextChecksum)
+
+    /// Whether the backup is taken again, reading the copy only once it is whole.
+    public var isRetakenWithoutOverlap: Bool {
+        switch self {
+        case .changedWhileStreaming, .shippedDiffers: return true
+        default: return false
+        }
+    }
 
     public var message: String {
         switch self {
@@ -72,18 +84,26 @@ public enum SnapshotError: UserFacingError, Equatable {
             return "snapshot destination is the database \(path) itself"
         case let .changedWhileStreaming(path):
             return "the copy of \(path) started over while it was being compressed"
+        case let .accessDenied(path, detail):
+            return "cannot open database \(path): permission denied: \(detail)"
+        case let .shippedDiffers(shipped, copy):
+            return "the bytes compressed while the copy was made (\(shipped)) differ from the checked copy (\(copy))"
         }
     }
 
     public var hint: String? {
         switch self {
         case .sourceMissing: return "check the database path in the configuration"
+        case .accessDenied:
+            return "run offsite as the application's user (compose: user: \"UID:GID\"; docker run --user UID:GID), "
+                + "or let its user read and write the database, its -wal and -shm files and its folder "
+                + "(a WAL database needs write access to its -shm file and folder even to be read)"
         case .notSQLite: return "only SQLite database files can be backed up; check the path and the watch patterns"
         case .busy:
             return "a writer holds long transactions; try again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)"
         case .integrityCheckFailed:
             return "the source database may be damaged; run PRAGMA integrity_check on it and restore from an earlier backup"
-        case .incompleteCopy, .changedWhileStreaming: return nil
+        case .incompleteCopy, .changedWhileStreaming, .shippedDiffers: return nil
         case .destinationIsSource: return "write snapshots to a separate backup folder"
         }
     }
@@ -265,8 +285,16 @@ public struct Snapshotter: Sendable {
         throws -> (pageCount: Int, startedAt: Date, duration: Duration, steps: Int, restarts: Int) {
         // Read/write without creating: in WAL mode a reader must be able to create the -shm.
         // SQLite falls back to read-only by itself when the file is write-protected.
-        let source = try SQLiteDatabase(path: sourcePath, mode: .readWrite, busyTimeout: .milliseconds(50))
-        try source.execute("PRAGMA query_only = ON")
+        let source: SQLiteDatabase
+        do {
+            source = try SQLiteDatabase(path: sourcePath, mode: .readWrite, busyTimeout: .milliseconds(50))
+            try source.execute("PRAGMA query_only = ON")
+        } catch let error as SQLiteError where error.isCannotOpen {
+            // "unable to open database file" says nothing of why; most often the sidecar runs as
+            // another user than the application.
+            if let problem = accessProblem(ofDatabaseAt: sourcePath) { throw SnapshotError.accessDenied(path: sourcePath, detail: problem) }
+            throw error
+        }
         let clock = ContinuousClock()
         let deadline = clock.now + busyRetryLimit
         var delay = Duration.milliseconds(5)
@@ -385,4 +413,26 @@ extension Duration {
     fileprivate var formattedSeconds: String {
         String(format: "%.2f s", seconds)
     }
+}
+
+/// Why this process may not use the database at `path` (read and write it, its `-wal` and `-shm`
+/// files, and create them in its folder), naming owners, modes and the user offsite runs as; nil
+/// when nothing is wrong with the permissions.
+func accessProblem(ofDatabaseAt path: String) -> String? {
+    let runningAs = "offsite runs as uid \(getuid()) gid \(getgid())"
+    func describe(_ file: String) -> String {
+        var info = stat()
+        guard stat(file, &info) == 0 else { return file }
+        return "\(file) belongs to uid \(info.st_uid) gid \(info.st_gid) (mode " + String(format: "%04o", UInt32(info.st_mode & 0o7777)) + ")"
+    }
+    var problems: [String] = []
+    if access(path, R_OK | W_OK) != 0 && errno == EACCES { problems.append(describe(path)) }
+    for suffix in ["-wal", "-shm"] where pathExists(path + suffix) && access(path + suffix, R_OK | W_OK) != 0 && errno == EACCES {
+        problems.append(describe(path + suffix))
+    }
+    let folder = parentDirectory(of: path)
+    if !pathExists(path + "-shm") && access(folder, W_OK | X_OK) != 0 && errno == EACCES {
+        problems.append("its folder " + describe(folder) + " does not let it create the -shm file")
+    }
+    return problems.isEmpty ? nil : problems.joined(separator: "; ") + "; " + runningAs
 }

@@ -168,17 +168,18 @@ func uniqueS3Prefix(_ label: String) -> String {
 /// A fault-injecting HTTP proxy in front of a test server (python3's standard library only):
 /// in `flaky` mode the first two part uploads get 503 SlowDown, the next one a dropped
 /// connection, the first listing a 500, and the first object download is cut off halfway; in
-/// `down` mode every part upload gets 503. Everything else is passed through unchanged, so
+/// `down` mode every part upload gets 503; in `unavailable` mode every request gets 503; in `slow`
+/// mode object downloads trickle at 8 KiB/s. Everything else is passed through unchanged, so
 /// signatures still verify upstream.
 final class FaultyProxy: @unchecked Sendable {
-    enum Mode: String { case flaky, down }
+    enum Mode: String { case flaky, down, unavailable, slow }
 
     let port: Int
     private let process: Process
     private let folder: URL
 
     private static let script = #"""
-        import http.client, http.server, socket, sys, threading
+        import http.client, http.server, socket, sys, threading, time
         upstream, port, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
         lock, counts = threading.Lock(), {}
         def take(kind, limit):
@@ -205,6 +206,9 @@ final class FaultyProxy: @unchecked Sendable {
                         return self.reply(200, ' '.join('%s=%d' % item for item in sorted(counts.items())).encode())
                 length = int(self.headers.get('Content-Length') or 0)
                 body = self.rfile.read(length) if length else b''
+                if mode == 'unavailable':
+                    take('unavailable', 0)
+                    return self.reply(503, error('ServiceUnavailable'))
                 part = self.command == 'PUT' and 'partNumber=' in self.path
                 if part and (mode == 'down' or take('part503', 2)):
                     return self.reply(503, error('SlowDown'))
@@ -216,7 +220,7 @@ final class FaultyProxy: @unchecked Sendable {
                 connection.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
                 response = connection.getresponse()
                 data = response.read()
-                cut = (self.command == 'GET' and '?' not in self.path and response.status == 200
+                cut = (mode != 'slow' and self.command == 'GET' and '?' not in self.path and response.status == 200
                        and len(data) > 1000 and take('getcut', 1))
                 self.send_response(response.status)
                 for name, value in response.getheaders():
@@ -224,7 +228,12 @@ final class FaultyProxy: @unchecked Sendable {
                         self.send_header(name, value)
                 self.send_header('Content-Length', response.getheader('Content-Length', '0') if self.command == 'HEAD' else str(len(data)))
                 self.end_headers()
-                if self.command != 'HEAD':
+                if self.command != 'HEAD' and mode == 'slow' and self.command == 'GET' and '?' not in self.path:
+                    for start in range(0, len(data), 1024):
+                        self.wfile.write(data[start:start + 1024])
+                        self.wfile.flush()
+                        time.sleep(0.125)
+                elif self.command != 'HEAD':
                     self.wfile.write(data[:len(data) // 2] if cut else data)
                 if cut:
                     self.drop()
