@@ -248,7 +248,9 @@ func sampleAgentState() -> AgentState {
         let targets = try #require(databases[0]["targets"] as? [[String: Any]])
         #expect(targets.map { $0["name"] as? String } == ["nas", "s3"])
         #expect(Set(targets[0].keys) == ["name", "firstSeenAt", "lastSuccess", "lastFailure", "consecutiveFailures",
-                                         "successCount", "failureCount", "nextRunAt", "listing", "lastVerify"])
+                                         "successCount", "failureCount", "nextRunAt", "listing", "lastVerify",
+                                         "oldestUnshippedChange", "replicationLagSeconds"])
+        #expect(targets[0]["replicationLagSeconds"] is NSNull, "no chain of changes: no lag")
         #expect(targets[0]["lastSuccess"] is NSNull && targets[0]["consecutiveFailures"] as? Int == 3)
         let failure = try #require(targets[0]["lastFailure"] as? [String: Any])
         #expect(failure["time"] as? String == "2026-11-22T03:16:00Z")
