@@ -140,7 +140,11 @@ public func runFileSetBackup(_ job: FileSetBackupJob, now: @escaping () -> Date 
     for member in members { results[member.index].key = FileSetLayout.manifestKey(set: name, id: id, format: job.encryption.format) }
 
     // The base of each target, and the targets that share one.
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("offsite-files-\(UUID().uuidString)").path
+    // Working files (the new manifest while it is written) live beside the cache, on its disk, so
+    // the finished manifest is renamed into it; without a cache, in the system's temporary folder.
+    let scratchParent = cache?.folder ?? FileManager.default.temporaryDirectory.path
+    cache?.removeStaleScratch()
+    let scratch = "\(scratchParent)/scratch-\(UUID().uuidString)"
     try makePrivateDirectory(scratch)
     defer { try? FileManager.default.removeItem(atPath: scratch) }
     var groups: [(base: FileSetBase?, members: [PassMember])] = []

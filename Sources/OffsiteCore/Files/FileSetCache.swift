@@ -167,6 +167,13 @@ final class FileSetCache {
         }
     }
 
+    /// Removes the working folders (`scratch-…`) runs that died left; call with the lock held.
+    func removeStaleScratch() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix("scratch-") {
+            try? FileManager.default.removeItem(atPath: "\(folder)/\(name)")
+        }
+    }
+
     /// The journals runs left behind (with the lock held: runs that died).
     func leftoverJournals() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(folder)/journals")) ?? []).sorted()
