@@ -7,25 +7,40 @@ import Testing
 @Suite struct FileSetCommandLineTests {
     /// A folder with a set (`data/uploads`), a folder target (`remote`) or an S3 one, a local
     /// folder, an identity, and `offsite.json`.
+    /// Where a workspace's target is.
+    enum Remote: String, CaseIterable, CustomStringConvertible {
+        case folder, s3, webDAV
+        var description: String { rawValue }
+    }
+
     struct Workspace {
         let folder: ScratchFolder
-        let s3Prefix: String?
+        let remoteKind: Remote
+        let prefix = uniqueS3Prefix("files-cli")
         var root: String { folder.file("data/uploads") }
         var remote: String { folder.file("remote") }
 
-        init(_ label: String, s3: Bool = false) throws {
+        init(_ label: String, remote: Remote = .folder) throws {
             folder = try ScratchFolder(label)
-            s3Prefix = s3 ? uniqueS3Prefix("files-cli") : nil
+            remoteKind = remote
             try FileSetEngineTests.makeTree(folder.file("data/uploads"))
             let keygen = try offsite(["keygen", "--output", "identity.txt"], in: folder)
             try #require(keygen.status == 0, "\(keygen.standardError)")
             let recipient = keygen.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
             var target = #"{ "name": "usb", "url": "file://\#(folder.file("remote"))", "retention": { "last": 1 } }"#
-            if let s3Prefix {
+            if remote == .webDAV {
+                let server = try WebDAVTestServer.shared(.rclone)
+                try Data(WebDAVTestServer.password.utf8).write(to: URL(fileURLWithPath: folder.file("secret")))
+                target = """
+                { "name": "usb", "url": "\(server.url(path: prefix))", "username": "\(WebDAVTestServer.username)",
+                  "passwordFile": "secret", "retention": { "last": 1 } }
+                """
+            }
+            if remote == .s3 {
                 let server = try S3TestServer.shared(.rclone)
                 try Data(S3TestServer.secretAccessKey.utf8).write(to: URL(fileURLWithPath: folder.file("secret")))
                 target = """
-                { "name": "usb", "url": "s3://\(S3TestServer.bucket)/\(s3Prefix)", "endpoint": "\(server.endpoint.absoluteString)",
+                { "name": "usb", "url": "s3://\(S3TestServer.bucket)/\(prefix)", "endpoint": "\(server.endpoint.absoluteString)",
                   "region": "us-east-1", "accessKeyId": "\(S3TestServer.accessKeyId)", "secretAccessKeyFile": "secret",
                   "retention": { "last": 1 } }
                 """
@@ -44,8 +59,11 @@ import Testing
         }
 
         func target() throws -> any Target {
-            if let s3Prefix { return try S3TestServer.shared(.rclone).makeTarget(prefix: s3Prefix) }
-            return FileTarget(name: "usb", root: remote)
+            switch remoteKind {
+            case .folder: return FileTarget(name: "usb", root: remote)
+            case .s3: return try S3TestServer.shared(.rclone).makeTarget(prefix: prefix)
+            case .webDAV: return try WebDAVTestServer.shared(.rclone).makeTarget(path: prefix)
+            }
         }
 
         /// The snapshot ids `offsite list --files uploads --json` shows.
@@ -153,18 +171,26 @@ import Testing
             #expect(isManifest || isList || needed.contains(relative), "left on the target: \(object.key)", sourceLocation: sourceLocation)
         }
         #expect(Set(listing.packs.keys) == needed, "packs missing or extra", sourceLocation: sourceLocation)
-        if workspace.s3Prefix == nil {
+        switch workspace.remoteKind {
+        case .folder:
             let hidden = (FileManager.default.enumerator(atPath: workspace.remote)?.allObjects as? [String] ?? [])
                 .filter { ($0 as NSString).lastPathComponent.hasPrefix(".") }
             #expect(hidden.isEmpty, "temporaries left: \(hidden)", sourceLocation: sourceLocation)
-        } else if let s3 = target as? S3Target {
+        case .s3:
+            let s3 = try #require(target as? S3Target, sourceLocation: sourceLocation)
             #expect(try s3.openUploads().isEmpty, "open multipart uploads left", sourceLocation: sourceLocation)
+        case .webDAV:
+            // Its temporaries are hidden from listings; the server's own folder shows them.
+            let server = try WebDAVTestServer.shared(.rclone)
+            let files = (FileManager.default.enumerator(atPath: server.dataFolder.appendingPathComponent(workspace.prefix).path)?
+                .allObjects as? [String] ?? []).filter { ($0 as NSString).lastPathComponent.hasPrefix(WebDAVTarget.temporaryNamePrefix) }
+            #expect(files.isEmpty, "temporaries left: \(files)", sourceLocation: sourceLocation)
         }
     }
 
-    @Test(arguments: Crash.allCases, [false, true])
-    func killMinus9DuringABackupLeavesNoPartialSnapshotAndTheNextRunCleansUp(crash: Crash, s3: Bool) throws {
-        let workspace = try Workspace("files-kill", s3: s3)
+    @Test(arguments: Crash.allCases, Remote.allCases)
+    func killMinus9DuringABackupLeavesNoPartialSnapshotAndTheNextRunCleansUp(crash: Crash, remote: Remote) throws {
+        let workspace = try Workspace("files-kill", remote: remote)
         // A pack's worth of content, so that the first pack closes while the walk goes on.
         try TreeFixture.write(workspace.root, "zz/large.bin", TreeFixture.content(FileSetSizes.pack + (2 << 20), seed: 9, text: false))
         let killed = try workspace.run(["backup", "--files", "uploads"], environment: [CrashPoint.variable: crash.rawValue])
