@@ -8,8 +8,8 @@ enum CheckCommand {
 
     Validates the configuration (errors name the key path) and probes each target: writes a
     small object, lists it, reads it back and deletes it. Also checks that each database is a
-    SQLite file, that the encryption settings are usable and that the identity file, if any,
-    can be read.
+    SQLite file, that each file set's folder can be read, that the encryption settings are usable
+    and that the identity file, if any, can be read.
     """
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -46,6 +46,15 @@ enum CheckCommand {
                 guard FileManager.default.fileExists(atPath: database.path) else { return "\(database.path) does not exist yet" }
                 guard hasSQLiteHeader(database.path) else { throw UsageError("\(database.path) is not a SQLite database") }
                 return database.path
+            }
+        }
+        for set in try setup.fileSets() {
+            report("file set \(set.name)") {
+                var status = stat()
+                guard stat(set.path, &status) == 0 else { return "\(set.path) does not exist yet" }
+                guard (status.st_mode & S_IFMT) == S_IFDIR else { throw FileSetError.rootMissing(set: set.name, path: set.path) }
+                guard access(set.path, R_OK | X_OK) == 0 else { throw UsageError("\(set.path) cannot be read by this user") }
+                return set.path + (set.exclude.texts.isEmpty ? "" : " (excluding \(set.exclude.texts.joined(separator: ", ")))")
             }
         }
         for target in try setup.targets() {

@@ -4,24 +4,26 @@ import OffsiteCore
 /// `offsite list`: backups on the targets and in the local rotation.
 enum ListCommand {
     static let help = """
-    usage: offsite list [--target NAME|URL] [--db NAME] [--json] [--config FILE]
+    usage: offsite list [--target NAME|URL] [--db NAME | --files NAME] [--json] [--config FILE]
 
     Lists the backups on every target (or the one --target names) and in the local rotation:
     database, id, time, kind, size, and for manual backups asked for over HTTP the reason given
-    (from the agent's state in the local folder). With continuous protection it also shows, per
-    database and target, the window of moments that can be restored (`restorable from … to …`)
-    and any missing link; --json lists every change object too. One listing per target; no
-    object is read.
+    (from the agent's state in the local folder); the snapshots of file sets (--files NAME: that
+    set only), whose size is their manifest's (their content is in packs shared between
+    snapshots). With continuous protection it also shows, per database and target, the window
+    of moments that can be restored (`restorable from … to …`) and any missing link; --json
+    lists every change object too. One listing per target; no object is read.
     """
 
     /// One row of the listing.
     struct Row {
         var location: String
-        var database: String
+        var name: String
+        var isFileSet: Bool
         var id: BackupID
         var size: Int64
         var encrypted: Bool?
-        var reason: String?
+        var reason: String? = nil
     }
 
     /// A chain with change objects, as one target lists it.
@@ -31,21 +33,44 @@ enum ListCommand {
     }
 
     static func run(_ arguments: [String]) throws -> Int32 {
-        let parsed = try Arguments(arguments, options: ["config", "db", "target"], flags: ["json"])
+        let parsed = try Arguments(arguments, options: ["config", "db", "files", "target"], flags: ["json"])
         if parsed.has("help") { print(help); return 0 }
         try parsed.expectNoPositional()
         let setup = try Setup(parsed)
         let databaseFilter = try parsed.value("db").map { _ in try setup.databaseName().name }
+        let setFilter = try parsed.value("files").map { _ in try setup.fileSetName().name }
         var rows: [Row] = []
         var windows: [Window] = []
+        var packSummaries: [String] = []
         // Reasons of manual backups, as the agent recorded them; the state file is only read.
         let state = setup.localFolder.map { StateStore(folder: $0).load().state }
         for target in try setup.targets() {
-            let listing = try listBackupsAndChanges(on: target, database: databaseFilter)
+            var targetRows: [Row] = []
+            defer {
+                rows += targetRows.sorted { ($0.isFileSet ? 1 : 0, $0.name, $0.id) < ($1.isFileSet ? 1 : 0, $1.name, $1.id) }
+            }
+            if let setFilter {
+                let listing = try target.list(prefix: "\(setFilter)/")
+                for snapshot in listing.compactMap(RemoteFileSnapshot.init(object:)) where snapshot.set == setFilter {
+                    targetRows.append(Row(location: target.name, name: snapshot.set, isFileSet: true, id: snapshot.id,
+                                          size: snapshot.size, encrypted: snapshot.format == .encrypted))
+                }
+                let packs = listing.filter { $0.key.hasPrefix("\(setFilter)/packs/") }
+                packSummaries.append("\(target.name) \(setFilter): \(packs.count) pack(s), \(formatBytes(packs.reduce(0) { $0 + $1.size })) shared by these snapshots")
+                continue
+            }
+            let objects = try target.list(prefix: databaseFilter.map { "\($0)/" } ?? "")
+            let listing = ContinuousListing(objects: objects, database: databaseFilter)
             for backup in listing.backups {
                 let reason = state?.backupRecords(database: backup.database, target: target.name)[backup.id.description]?.reason
-                rows.append(Row(location: target.name, database: backup.database, id: backup.id, size: backup.size,
-                                encrypted: backup.format == .encrypted, reason: reason))
+                targetRows.append(Row(location: target.name, name: backup.database, isFileSet: false, id: backup.id,
+                                      size: backup.size, encrypted: backup.format == .encrypted, reason: reason))
+            }
+            if databaseFilter == nil {
+                for snapshot in objects.compactMap(RemoteFileSnapshot.init(object:)) {
+                    targetRows.append(Row(location: target.name, name: snapshot.set, isFileSet: true, id: snapshot.id,
+                                          size: snapshot.size, encrypted: snapshot.format == .encrypted))
+                }
             }
             for database in listing.databases {
                 for chain in findChains(in: listing, database: database) where chain.hasChanges {
@@ -53,11 +78,11 @@ enum ListCommand {
                 }
             }
         }
-        if let local = setup.localFolder, parsed.value("target") == nil {
+        if let local = setup.localFolder, parsed.value("target") == nil, setFilter == nil {
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: local)) ?? []).sorted()
-            for name in names where databaseFilter == nil || databaseFilter == name {
+            for name in names where !name.hasPrefix(".") && (databaseFilter == nil || databaseFilter == name) {
                 for backup in localBackups(inFolder: "\(local)/\(name)") {
-                    rows.append(Row(location: "local", database: name, id: backup.id, size: backup.size, encrypted: nil))
+                    rows.append(Row(location: "local", name: name, isFileSet: false, id: backup.id, size: backup.size, encrypted: nil))
                 }
             }
         }
@@ -66,6 +91,7 @@ enum ListCommand {
         } else {
             printTable(rows)
             for window in windows { print(describe(window)) }
+            for line in packSummaries { print(line) }
         }
         return 0
     }
@@ -102,8 +128,9 @@ enum ListCommand {
         }
         let showsReasons = rows.contains { $0.reason != nil }
         let table = [["TARGET", "DATABASE", "ID", "TIME (UTC)", "KIND", "SIZE"] + (showsReasons ? ["REASON"] : [])] + rows.map { row in
-            [row.location, row.database, row.id.description, formatUTC(row.id.date).replacingOccurrences(of: " UTC", with: ""),
-             row.id.kind.rawValue, formatBytes(row.size)] + (showsReasons ? [row.reason ?? ""] : [])
+            [row.location, row.isFileSet ? "\(row.name) (files)" : row.name, row.id.description,
+             formatUTC(row.id.date).replacingOccurrences(of: " UTC", with: ""), row.id.kind.rawValue, formatBytes(row.size)]
+                + (showsReasons ? [row.reason ?? ""] : [])
         }
         let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for line in table {
@@ -119,12 +146,13 @@ enum ListCommand {
         for window in windows { chains["\(window.location)/\(window.chain.database)/\(window.chain.baseID)"] = window }
         var objects: [[String: Any]] = rows.map { row in
             var object: [String: Any] = [
-                "object": "backup", "target": row.location, "database": row.database, "id": row.id.description,
+                "object": row.isFileSet ? "files" : "backup", "target": row.location, "id": row.id.description,
                 "time": formatter.string(from: row.id.date), "kind": row.id.kind.rawValue, "size": row.size,
             ]
+            object[row.isFileSet ? "files" : "database"] = row.name
             if let encrypted = row.encrypted { object["encrypted"] = encrypted }
             if let reason = row.reason { object["reason"] = reason }
-            if let window = chains["\(row.location)/\(row.database)/\(row.id)"]?.chain.window, let end = window.end {
+            if !row.isFileSet, let window = chains["\(row.location)/\(row.name)/\(row.id)"]?.chain.window, let end = window.end {
                 // The moments this full backup and its change objects restore.
                 object["restorable"] = window.spans.map { ["from": formatInstant($0.start), "to": formatInstant($0.end)] }
                 object["restorableTo"] = formatInstant(end)

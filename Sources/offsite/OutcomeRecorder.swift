@@ -67,6 +67,45 @@ final class OutcomeRecorder {
         }
     }
 
+    /// Records what a file set backup could not do: targets that failed, entries left out (they are
+    /// problems of the set, counted in `status` and sent to the webhook).
+    func fileSetBackupFinished(_ report: FileSetBackupReport) {
+        let now = Date()
+        let failed = report.uploads.compactMap { upload in upload.error.map { (upload.target, describe($0)) } }
+        let skipped = report.skipped.filter { if case .unsupported = $0.reason { return false } else { return true } }
+        record { state in
+            for (target, reason) in failed { state.recordProblem("files-backup", database: report.set, target: target, reason: reason, at: now) }
+            for entry in skipped { state.recordProblem("files-read", database: report.set, reason: entry.description, at: now) }
+        }
+        for (target, reason) in failed {
+            notifier?.send(Notification(event: "backup.failed", database: report.set, target: target,
+                                        backupID: report.id.description, reason: reason))
+        }
+        if !skipped.isEmpty {
+            let shown = skipped.prefix(5).map(\.description).joined(separator: "; ")
+            notifier?.send(Notification(event: "files.skipped", database: report.set, backupID: report.id.description,
+                                        reason: "\(skipped.count) left out: \(shown)\(skipped.count > 5 ? "; …" : "")"))
+        }
+        if onSuccess {
+            for upload in report.uploads where upload.error == nil {
+                notifier?.send(Notification(event: "backup.succeeded", database: report.set, target: upload.target,
+                                            backupID: report.id.description))
+            }
+        }
+    }
+
+    /// Records a file set backup that failed before anything was shipped.
+    func fileSetBackupFailed(set: String, targets: [String], error: Error) {
+        let now = Date()
+        let reason = describe(error)
+        record { state in
+            for target in targets { state.recordProblem("files-backup", database: set, target: target, reason: reason, at: now) }
+        }
+        for target in targets {
+            notifier?.send(Notification(event: "backup.failed", database: set, target: target, reason: reason))
+        }
+    }
+
     /// Records a failed prune (a listing or a deletion) of `database` on `target`.
     func pruneFailed(database: String?, target: String, error: Error) {
         let now = Date()

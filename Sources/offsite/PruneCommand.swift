@@ -4,7 +4,7 @@ import OffsiteCore
 /// `offsite prune`: applies each target's retention now, saying what is kept and why.
 enum PruneCommand {
     static let help = """
-    usage: offsite prune [--target NAME] [--db NAME] [--dry-run] [--config FILE]
+    usage: offsite prune [--target NAME] [--db NAME | --files NAME] [--dry-run] [--config FILE]
 
     Applies each target's retention policy (targets[].retention: last, hourly, daily, weekly,
     monthly, yearly, within) to the backups on it, per database of the configuration (configured,
@@ -18,10 +18,15 @@ enum PruneCommand {
     span (continuous.keep, default 24h) of now, together with every change object before a kept
     one, and never outlive their full backup; a full backup with kept change objects is kept
     ("base of changes"). A compacted object goes with the last change object it covers.
+
+    File sets (files[]; or the one --files names; --db alone: databases only) get the same rules
+    per target, then their packs that no kept snapshot needs are deleted once they are older than
+    24 hours (a backup elsewhere may still be writing younger ones); none when a kept snapshot's
+    pack list cannot be read. What a backup killed midway left is removed at once.
     """
 
     static func run(_ arguments: [String]) throws -> Int32 {
-        let parsed = try Arguments(arguments, options: ["config", "target", "db"], flags: ["dry-run", "json"])
+        let parsed = try Arguments(arguments, options: ["config", "target", "db", "files"], flags: ["dry-run", "json"])
         if parsed.has("help") { print(help); return 0 }
         try parsed.expectNoPositional()
         let setup = try Setup(parsed)
@@ -33,7 +38,9 @@ enum PruneCommand {
         let recorder = OutcomeRecorder(setup)
         defer { recorder.finish() }
         var failures = 0
-        for (target, policy) in try setup.targetsWithRetention() {
+        let selectsFiles = parsed.value("files") != nil
+        let selectsDatabases = parsed.value("db") != nil
+        for (target, policy) in try setup.targetsWithRetention() where !(selectsFiles && !selectsDatabases) {
             if policy.isEmpty { print("\(target.name): no retention policy: every backup is kept") }
             var listings: [(database: String, listing: ContinuousListing)] = []
             do {
@@ -100,6 +107,9 @@ enum PruneCommand {
                 }
             }
         }
+        if !(selectsDatabases && !selectsFiles) {
+            failures += try pruneFileSets(setup: setup, dryRun: dryRun, recorder: recorder)
+        }
         return failures == 0 ? 0 : 1
     }
 
@@ -108,5 +118,59 @@ enum PruneCommand {
     /// taken out of the configuration, and go with their age then).
     static func changeKeep(_ setup: Setup) -> Duration {
         setup.config?.continuous?.keep ?? defaultChangeKeep
+    }
+
+    /// Applies retention to the file sets and collects their unneeded packs; returns the failures.
+    static func pruneFileSets(setup: Setup, dryRun: Bool, recorder: OutcomeRecorder) throws -> Int {
+        var failures = 0
+        for (target, policy) in try setup.targetsWithRetention() {
+            var names: [String]
+            if setup.arguments.value("files") != nil {
+                names = [try setup.fileSetName().name]
+            } else if let config = setup.config {
+                names = config.files.map(\.name)
+            } else {
+                do {
+                    names = Set(try target.list(prefix: "").compactMap(RemoteFileSnapshot.init(object:)).map(\.set)).sorted()
+                } catch {
+                    BackupCommand.reportFailure(error, prefix: "\(target.name): listing failed, nothing removed")
+                    failures += 1
+                    continue
+                }
+            }
+            for name in names {
+                let report: FileSetPruneReport
+                do {
+                    report = try pruneFileSet(named: name, on: target, policy: policy, cacheFolder: setup.fileSetCacheFolder,
+                                              dryRun: dryRun, timeZone: setup.config?.schedule.timeZone ?? TimeZone(identifier: "UTC")!)
+                } catch {
+                    BackupCommand.reportFailure(error, prefix: "\(target.name) \(name) (files): nothing removed")
+                    recorder.pruneFailed(database: name, target: target.name, error: error)
+                    failures += 1
+                    continue
+                }
+                for line in report.recovered { print("\(target.name) \(name) (files): \(line)") }
+                let plan = report.plan
+                guard !plan.keep.isEmpty || !plan.remove.isEmpty else { continue }
+                print("\(target.name) \(name) (files): keep \(plan.keep.count), remove \(plan.remove.count) (\(policy.summary))")
+                for kept in plan.keep.sorted(by: { $0.backup.id > $1.backup.id }) {
+                    print("  keep    \(kept.backup.id)  \(kept.reasons.joined(separator: ", "))")
+                }
+                for removed in plan.remove.sorted(by: { $0.id > $1.id }) {
+                    print("  \(dryRun ? "remove " : "removed") \(removed.id)\(dryRun ? "  (dry run)" : "")")
+                }
+                let verb = dryRun ? "would delete" : "deleted"
+                print("  packs: \(report.keptPacks) kept (\(formatBytes(report.keptPackBytes))), \(verb) \(report.deletedPacks.count) "
+                      + "(\(formatBytes(report.deletedPackBytes)))"
+                      + (report.youngUnneededPacks > 0 ? ", \(report.youngUnneededPacks) unneeded but younger than 24 h kept" : "")
+                      + (report.collectedPacks ? "" : "; no pack deleted this time"))
+                for problem in report.problems {
+                    BackupCommand.reportFailure(UsageError(problem), prefix: "\(target.name) \(name) (files)")
+                    recorder.pruneFailed(database: name, target: target.name, error: UsageError(problem))
+                    failures += 1
+                }
+            }
+        }
+        return failures
     }
 }

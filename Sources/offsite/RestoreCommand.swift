@@ -7,6 +7,9 @@ enum RestoreCommand {
     usage: offsite restore [--target NAME|URL] --db NAME [--backup ID|latest | --at TIME]
                            (--output PATH [--force] | --in-place [--yes]) [--if-db-not-exists]
                            [--full-check] [--identity FILE]… [--passphrase-file FILE] [--config FILE]
+           offsite restore [--target NAME|URL] --files NAME [--backup ID|latest | --at TIME]
+                           (--output DIR | --in-place [--yes]) [--path SUBPATH]
+                           [--identity FILE]… [--passphrase-file FILE] [--config FILE]
 
     Restores the newest state of a database, the full backup --backup names (as it was), or the
     state as of --at TIME (RFC 3339 with seconds and optional fraction, or YYYY-MM-DD HH:MM[:SS],
@@ -27,13 +30,23 @@ enum RestoreCommand {
     takes the newest) and shows the download's progress. An in-place restore keeps the replaced
     file as DBNAME.replaced-TIMESTAMP.sqlite3 (mode 0600) in the local folder, or beside the
     database when none is configured.
+
+    A file set (--files) is restored as the snapshot had it: files (content checked against its
+    hash), folders, links, permissions, modification times (and owners when run as root).
+      --output DIR   a new folder (it must not exist, or be empty); built beside it, then renamed
+      --in-place     the set's own folder: asks you to type the set's name unless --yes, ships a
+                     pre-restore snapshot of it first, then replaces each file whole and removes
+                     what the snapshot does not have (excluded files and the databases stay)
+      --path SUB     only SUB (a file or folder, relative to the set's folder) and what is under it
     """
 
     static func run(_ arguments: [String]) throws -> Int32 {
-        let parsed = try Arguments(arguments, options: commonOptions.union(["backup", "at", "output"]),
+        let parsed = try Arguments(arguments, options: commonOptions.union(["backup", "at", "output", "path"]),
                                    flags: ["in-place", "yes", "force", "if-db-not-exists", "full-check"])
         if parsed.has("help") { print(help); return 0 }
         try parsed.expectNoPositional()
+        if parsed.value("files") != nil { return try restoreFileSet(parsed) }
+        if parsed.value("path") != nil { throw UsageError("--path is for file sets: give --files NAME") }
         let output = parsed.value("output")
         let inPlace = parsed.has("in-place")
         guard (output != nil) != inPlace else {
@@ -114,6 +127,56 @@ enum RestoreCommand {
         return 0
     }
 
+    /// `offsite restore --files NAME …`.
+    static func restoreFileSet(_ parsed: Arguments) throws -> Int32 {
+        if parsed.value("db") != nil { throw UsageError("give --db or --files, not both") }
+        for flag in ["if-db-not-exists", "full-check", "force"] where parsed.has(flag) {
+            throw UsageError("--\(flag) is for databases, not file sets")
+        }
+        let output = parsed.value("output")
+        let inPlace = parsed.has("in-place")
+        guard (output != nil) != inPlace else { throw UsageError("give exactly one of --output DIR and --in-place") }
+        if parsed.value("backup") != nil && parsed.value("at") != nil { throw UsageError("give --backup or --at, not both") }
+        let selection: BackupSelection = try parsed.value("backup").map { try BackupSelection.parse(backup: $0) }
+            ?? parsed.value("at").map { try BackupSelection.parse(at: $0) } ?? .latest
+        let setup = try Setup(parsed)
+        let (name, set) = try setup.fileSetName()
+        let target = try setup.singleTarget()
+        let keys = try setup.decryptionKeys()
+        let job = FileSetRestoreJob(target: target, set: name, selection: selection, keys: keys, subpath: parsed.value("path"),
+                                    progress: ProgressMeter.forTerminal(label: "downloading \(name)"))
+        let report: FileSetRestoreReport
+        if let output {
+            report = try OffsiteCore.restoreFileSet(job, toNewFolder: output)
+        } else {
+            guard let set else {
+                throw UsageError("--in-place needs the set's folder", hint: "give --files PATH, or configure the file set in files[]")
+            }
+            if !parsed.has("yes") { try confirm(database: name, path: set.path) }
+            var preRestore: FileSetBackupJob?
+            if FileManager.default.fileExists(atPath: set.path) {
+                preRestore = FileSetBackupJob(set: set, kind: .preRestore, targets: [target],
+                                              encryption: try preRestoreEncryption(setup: setup, keys: keys),
+                                              compressionLevel: setup.compressionLevel, cacheFolder: setup.fileSetCacheFolder,
+                                              leftOut: setup.fileSetLeftOut())
+            }
+            report = try restoreFileSetInPlace(job, root: set.path, exclude: set.exclude, leftOut: setup.fileSetLeftOut(),
+                                               preRestore: preRestore)
+        }
+        if let preRestore = report.preRestore {
+            print("kept the current files as snapshot \(preRestore.id) of \(name) on \(target.name)")
+            for skipped in preRestore.skipped {
+                var standardError = FileHandle.standardError
+                print("warning: pre-restore snapshot: \(skipped.description)", to: &standardError)
+            }
+        }
+        let scope = parsed.value("path").map { " (\($0))" } ?? ""
+        print("restored \(report.snapshot.id) of file set \(name)\(scope) from \(target.name) to \(report.destination): "
+              + "\(report.files) files (\(formatBytes(report.bytes))), \(report.folders) folders, \(report.links) links"
+              + (inPlace ? ", \(report.removed) removed" : ""))
+        return 0
+    }
+
     /// The pre-restore backup is encrypted like any other; with only an identity at hand, to that
     /// identity's own recipient.
     static func preRestoreEncryption(setup: Setup, keys: DecryptionKeys) throws -> PayloadEncryption {
@@ -153,11 +216,11 @@ enum RestoreCommand {
         return .id(menu.choices[index].id)
     }
 
-    /// Asks for the database's name on the terminal; refuses without a terminal.
+    /// Asks for the database's (or file set's) name on the terminal; refuses without a terminal.
     static func confirm(database: String, path: String) throws {
         guard isatty(STDIN_FILENO) != 0 else { throw RestoreError.notConfirmed(database: database) }
         var standardError = FileHandle.standardError
-        print("This replaces \(path) with a backup. Type the database name (\(database)) to go on: ",
+        print("This replaces \(path) with a backup. Type the name (\(database)) to go on: ",
               terminator: "", to: &standardError)
         guard let answer = readLine(), answer.trimmingCharacters(in: .whitespaces) == database else {
             throw RestoreError.notConfirmed(database: database)

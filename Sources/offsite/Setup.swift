@@ -2,7 +2,7 @@ import Foundation
 import OffsiteCore
 
 /// The options every command that touches databases and targets accepts.
-let commonOptions: Set<String> = ["config", "db", "target", "recipient", "identity", "passphrase-file"]
+let commonOptions: Set<String> = ["config", "db", "files", "target", "recipient", "identity", "passphrase-file"]
 
 /// What a command works with: the configuration (from `--config`, `OFFSITE_CONFIG`, or the
 /// environment alone), overridden or replaced by flags.
@@ -156,6 +156,43 @@ struct Setup {
             keys.identities += try AgeIdentityFile.parse(contents)
         }
         return keys
+    }
+
+    /// The file sets `--files` names (a configured name, or a folder's path), or every configured
+    /// one. A set named like a database is an error naming both.
+    func fileSets() throws -> [FileSetConfig] {
+        let configured = config?.files ?? []
+        if !configured.isEmpty { try checkFileSetNames(configured, against: try configuredDatabases()) }
+        guard let selector = arguments.value("files") else { return configured }
+        if let match = configured.first(where: { $0.name == selector }) { return [match] }
+        if selector.contains("/") {
+            let absolute = URL(fileURLWithPath: selector).standardizedFileURL.path
+            return [configured.first(where: { $0.path == absolute }) ?? FileSetConfig(path: absolute)]
+        }
+        throw UsageError("no file set named \(selector)",
+                         hint: configured.isEmpty ? "give --files PATH, or configure files[]"
+                                                  : "configured: \(configured.map(\.name).joined(separator: ", "))")
+    }
+
+    /// The file set `--files` names, without requiring its folder (restore, list, verify): a
+    /// configured one, a path, or just a name (the folder on the target).
+    func fileSetName() throws -> (name: String, set: FileSetConfig?) {
+        guard let selector = arguments.value("files") else { throw UsageError("which file set? give --files NAME") }
+        if let match = config?.files.first(where: { $0.name == selector }) { return (match.name, match) }
+        if selector.contains("/") {
+            let set = try fileSets()[0]
+            return (set.name, set)
+        }
+        guard DatabaseRef.isValidName(selector) else { throw UsageError("\(selector) is not a file set name") }
+        return (selector, nil)
+    }
+
+    /// Where file sets keep what they remember between runs: `LOCALDIR/.offsite-files`.
+    var fileSetCacheFolder: String? { localFolder.map { "\($0)/.offsite-files" } }
+
+    /// What is never part of a file set: the databases (with their companions) and the local folder.
+    func fileSetLeftOut() -> [String] {
+        fileSetLeftOutPaths(databases: (try? configuredDatabases()) ?? [], localFolder: localFolder)
     }
 
     /// The local rotation folder, if configured.

@@ -163,6 +163,7 @@ private func document(_ extra: String = "", target: String = #"{"name": "usb", "
             #expect(config.targets[0].location == .s3(bucket: "crm-backups", prefix: "offsite"))
             #expect(config.targets[0].store.s3?.credentials?.secretAccessKey.value == "secret-of-s3")
             #expect(config.targets[1].store.webDAV?.credentials?.password.value == "secret-of-nas")
+            #expect(config.files.map(\.name) == ["uploads"] && config.files[0].exclude.texts == ["*.tmp", "cache/**"])
             #expect(config.http == HTTPConfig(listen: try ListenAddress(parsing: "0.0.0.0:8080"), token: Secret("secret-of-offsite-token")))
         case "s3.json":
             #expect(config.targets[0].store.s3?.credentials?.secretAccessKey.value == "example-secret")

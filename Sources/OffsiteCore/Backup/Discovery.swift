@@ -56,3 +56,35 @@ public func resolveDatabases(configured: [DatabaseRef], watch: WatchConfig?) thr
     }
     return result
 }
+
+/// A file set and a database that would share one name, and so one folder on every target.
+public struct FileSetNameConflict: UserFacingError, Equatable {
+    /// The shared name.
+    public var name: String
+    /// The file set's folder.
+    public var fileSet: String
+    /// The database's file.
+    public var database: String
+
+    /// Creates the error.
+    public init(name: String, fileSet: String, database: String) {
+        self.name = name
+        self.fileSet = fileSet
+        self.database = database
+    }
+
+    public var message: String {
+        "file set \(fileSet) and database \(database) would both be backed up as \"\(name)\" (one folder on every target)"
+    }
+
+    public var hint: String? { "give the file set a different \"name\" in files[], or the database one in databases[]" }
+}
+
+/// Throws `FileSetNameConflict` when a file set has the name of one of `databases`.
+public func checkFileSetNames(_ sets: [FileSetConfig], against databases: [DatabaseRef]) throws {
+    for set in sets {
+        if let database = databases.first(where: { $0.name == set.name }) {
+            throw FileSetNameConflict(name: set.name, fileSet: set.path, database: database.path)
+        }
+    }
+}

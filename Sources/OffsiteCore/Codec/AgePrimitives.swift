@@ -1,8 +1,9 @@
 import CSodium
 import Foundation
 
-// The only file that talks to libsodium: the age codec, the S3 signer (SHA-256 and HMAC-SHA-256)
-// and the control endpoint's token check see the small Swift functions below. libsodium 1.0.18 has no HKDF, so HKDF-SHA-256 (RFC 5869) is built here
+// The only file that talks to libsodium: the age codec, the S3 signer (SHA-256 and HMAC-SHA-256),
+// the control endpoint's token check and file sets' content hash (`ContentHasher`) see the small
+// Swift functions below. libsodium 1.0.18 has no HKDF, so HKDF-SHA-256 (RFC 5869) is built here
 // on its incremental HMAC-SHA-256, which takes keys of any length (the X25519 salt is 64 bytes).
 
 /// Whether libsodium initialised; `sodium_init` is idempotent and thread-safe, this runs it once.
@@ -294,5 +295,51 @@ final class SHA256Hasher {
         let hasher = SHA256Hasher()
         hasher.update(bytes)
         return hasher.finalize()
+    }
+}
+
+/// BLAKE2b-256 (libsodium's `crypto_generichash`, no key), computed incrementally: the content hash
+/// that names a file set's blobs. `b2sum -l 256` prints the same digest.
+final class ContentHasher {
+    /// Size of a digest in bytes.
+    static let digestSize = 32
+    private let state: UnsafeMutableRawPointer
+
+    /// Starts a new digest.
+    init() {
+        precondition(sodiumIsReady, "libsodium is not initialised")
+        // libsodium's state wants 64-byte alignment.
+        state = UnsafeMutableRawPointer.allocate(byteCount: crypto_generichash_statebytes(), alignment: 64)
+        reset()
+    }
+
+    deinit {
+        state.deallocate()
+    }
+
+    /// Forgets what was hashed and starts a new digest.
+    func reset() {
+        _ = crypto_generichash_init(OpaquePointer(state), nil, 0, Self.digestSize)
+    }
+
+    /// Adds `bytes` to the digest.
+    func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        _ = crypto_generichash_update(OpaquePointer(state),
+                                      base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+    }
+
+    /// Ends the digest and returns it; call `reset()` before hashing again.
+    func finish() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: Self.digestSize)
+        _ = crypto_generichash_final(OpaquePointer(state), &digest, Self.digestSize)
+        return digest
+    }
+
+    /// The digest of `bytes` alone.
+    static func digest(of bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let hasher = ContentHasher()
+        hasher.update(bytes)
+        return hasher.finish()
     }
 }

@@ -42,7 +42,7 @@ extension OffsiteConfig {
 // MARK: - The document
 
 private let topLevelKeys = [
-    "databases", "watch", "local", "encryption", "compression", "integrityCheck", "schedule", "targets",
+    "databases", "watch", "files", "local", "encryption", "compression", "integrityCheck", "schedule", "targets",
     "health", "notify", "log", "verify", "http", "continuous", "shutdownTimeout", "restoreIfCorrupt",
 ]
 
@@ -52,9 +52,10 @@ func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
 
     let databases = try parseDatabases(top)
     let watch = try top.node("watch").map { try parseWatch($0) }
-    if databases.isEmpty && watch == nil {
+    let files = try parseFileSets(top, databases: databases)
+    if databases.isEmpty && watch == nil && files.isEmpty {
         throw ConfigError(keyPath: "databases", problem: "no databases to protect",
-                          hint: "list them in \"databases\" or name their folder in \"watch\"")
+                          hint: "list them in \"databases\" or name their folder in \"watch\" (or list folders of files in \"files\")")
     }
     let local = try top.node("local").map { try parseLocal($0) }
     let encryption = try parseEncryption(top, warnings: &warnings)
@@ -78,7 +79,7 @@ func parseTree(_ root: ConfigNode) throws -> OffsiteConfig {
     let restoreIfCorrupt = try top.bool("restoreIfCorrupt") ?? false
 
     return OffsiteConfig(
-        databases: databases, watch: watch, local: local, encryption: encryption,
+        databases: databases, watch: watch, files: files, local: local, encryption: encryption,
         compression: compression, integrityCheck: integrityCheck, schedule: schedule, targets: targets,
         health: health, notify: notify, log: log, verify: verify, http: http, continuous: continuous,
         shutdownTimeout: shutdownTimeout,
@@ -128,6 +129,48 @@ func parseDatabases(_ top: ConfigObject) throws -> [DatabaseConfig] {
         databases.append(database)
     }
     return databases
+}
+
+/// Parses `files[]`: each `{ "name", "path", "exclude" }`; names unique among file sets and
+/// distinct from every database's name (they would share a folder on every target).
+func parseFileSets(_ top: ConfigObject, databases: [DatabaseConfig]) throws -> [FileSetConfig] {
+    guard let list = top.node("files") else { return [] }
+    var sets: [FileSetConfig] = []
+    for node in try list.array() {
+        let entry = try node.object(allowedKeys: ["name", "path", "exclude"])
+        guard let path = try entry.filePath("path") else { throw entry.error(at: "path", "required") }
+        var patterns: [String] = []
+        if let excludeNode = entry.node("exclude") {
+            for item in try excludeNode.array() {
+                let text = try item.nonEmptyString()
+                do {
+                    _ = try ExcludePatterns([text])
+                } catch let error as ExcludePatternError {
+                    throw item.error("pattern \"\(text)\" \(error.problem)")
+                }
+                patterns.append(text)
+            }
+        }
+        let set = FileSetConfig(path: path, name: try entry.string("name"), exclude: try ExcludePatterns(patterns))
+        let nameKey = entry.has("name") ? entry.path(of: "name") : entry.path(of: "path")
+        guard isSafeName(set.name) else {
+            throw ConfigError(keyPath: nameKey, problem: "\"\(set.name)\" is not a usable file set name",
+                              hint: "names use letters, digits, '.', '_' and '-'; set \"name\" to choose one")
+        }
+        if let index = sets.firstIndex(where: { $0.name == set.name }) {
+            throw ConfigError(keyPath: nameKey,
+                              problem: "\(sets[index].path) (files[\(index)]) and \(set.path) are both file set \"\(set.name)\"",
+                              hint: "give one of them a different \"name\"")
+        }
+        if let index = databases.firstIndex(where: { $0.name == set.name }) {
+            throw ConfigError(keyPath: nameKey,
+                              problem: "file set \"\(set.name)\" (\(set.path)) has the name of database \(databases[index].path) "
+                                  + "(databases[\(index)]): they would share one folder on every target",
+                              hint: "give the file set (or the database) a different \"name\"")
+        }
+        sets.append(set)
+    }
+    return sets
 }
 
 func parseWatch(_ node: ConfigNode) throws -> WatchConfig {

@@ -10,6 +10,8 @@ public struct OffsiteConfig: Sendable {
     public var databases: [DatabaseConfig]
     /// A folder whose SQLite databases are all protected, or nil.
     public var watch: WatchConfig?
+    /// Folders of files protected besides the databases (`files[]`).
+    public var files: [FileSetConfig]
     /// The local rotation, or nil for none.
     public var local: LocalConfig?
     /// How payloads are encrypted; plaintext only when configured explicitly.
@@ -47,7 +49,7 @@ public struct OffsiteConfig: Sendable {
 
     /// Creates a configuration in code (for commands run from flags alone); everything not
     /// given takes the same default as in a file.
-    public init(databases: [DatabaseConfig] = [], watch: WatchConfig? = nil, local: LocalConfig? = nil,
+    public init(databases: [DatabaseConfig] = [], watch: WatchConfig? = nil, files: [FileSetConfig] = [], local: LocalConfig? = nil,
                 encryption: EncryptionConfig, compression: CompressionConfig = CompressionConfig(),
                 integrityCheck: IntegrityCheck = .quick, schedule: ScheduleConfig = ScheduleConfig(),
                 targets: [TargetConfig], health: HealthConfig = HealthConfig(), notify: NotifyConfig? = nil,
@@ -58,6 +60,7 @@ public struct OffsiteConfig: Sendable {
         self.file = file
         self.databases = databases
         self.watch = watch
+        self.files = files
         self.local = local
         self.encryption = encryption
         self.compression = compression
@@ -83,6 +86,28 @@ public struct OffsiteConfig: Sendable {
     /// The database named `name`, if configured one by one.
     public func database(named name: String) -> DatabaseConfig? {
         databases.first { $0.name == name }
+    }
+
+    /// The file set named `name`, if configured.
+    public func fileSet(named name: String) -> FileSetConfig? {
+        files.first { $0.name == name }
+    }
+}
+
+/// A folder of files protected besides the databases: uploads, JSON stores, exports.
+public struct FileSetConfig: Sendable, Equatable {
+    /// Its name: the folder on every target (`uploads`); defaults to the folder's own name.
+    public var name: String
+    /// The folder (absolute).
+    public var path: String
+    /// What is left out (see `ExcludePatterns`).
+    public var exclude: ExcludePatterns
+
+    /// Creates a file set; the name defaults to the last part of `path`.
+    public init(path: String, name: String? = nil, exclude: ExcludePatterns = .none) {
+        self.path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        self.name = name ?? (self.path as NSString).lastPathComponent
+        self.exclude = exclude
     }
 }
 

@@ -28,14 +28,19 @@ public struct ContinuousListing: Sendable, Equatable {
 
 /// Every full backup and change object on `target`, optionally of one database: one listing, no reads.
 public func listBackupsAndChanges(on target: any Target, database: String? = nil) throws -> ContinuousListing {
-    let prefix = database.map { "\($0)/" } ?? ""
-    let objects = try target.list(prefix: prefix)
-    let backups = objects.compactMap(RemoteBackup.init(object:))
-        .filter { database == nil || $0.database == database }
-        .sorted { ($0.database, $0.id) < ($1.database, $1.id) }
-    let changes = objects.compactMap(RemoteChangeObject.init(object:))
-        .filter { database == nil || $0.database == database }
-    return ContinuousListing(backups: backups, changes: changes)
+    ContinuousListing(objects: try target.list(prefix: database.map { "\($0)/" } ?? ""), database: database)
+}
+
+extension ContinuousListing {
+    /// The full backups and change objects among `objects` (a target's listing), optionally of one
+    /// database only.
+    public init(objects: [RemoteObject], database: String? = nil) {
+        backups = objects.compactMap(RemoteBackup.init(object:))
+            .filter { database == nil || $0.database == database }
+            .sorted { ($0.database, $0.id) < ($1.database, $1.id) }
+        changes = objects.compactMap(RemoteChangeObject.init(object:))
+            .filter { database == nil || $0.database == database }
+    }
 }
 
 /// A stretch of time every moment of which a chain restores exactly, in milliseconds since 1970
