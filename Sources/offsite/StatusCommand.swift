@@ -52,6 +52,7 @@ enum HealthcheckCommand {
         let (state, config) = try StatusCommand.loadState(setup)
         var names = Set(state.databases.keys)
         for database in (try? setup.databases()) ?? [] { names.insert(database.name) }
+        for set in config.files { names.insert(set.name) }
         let report = evaluateHealth(state: state, databases: names.sorted(), targets: config.targets.map(\.name),
                                     maxAge: config.health.maxAge, now: Date())
         if report.isHealthy {

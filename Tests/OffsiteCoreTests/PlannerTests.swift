@@ -167,6 +167,42 @@ import Testing
 
     // MARK: Failures
 
+    // MARK: File sets
+
+    /// A file set `uploads` beside the database, both changed at 10:05; then what is due when.
+    @Test(arguments: [
+        // (targets: "follow" = usb follows changes (every 1h) + s3 nightly; "scheduled" = s3 nightly only,
+        //  moment asked, expected actions for `uploads`)
+        ("follow", "2026-11-22T10:04:00Z", [String]()),                       // nothing changed yet
+        ("follow", "2026-11-22T10:06:00Z", ["change usb"]),                   // the change goes where changes go (no backup before: at once)
+        ("scheduled", "2026-11-22T10:10:00Z", [String]()),                    // no local rotation for a file set
+        ("scheduled", "2026-11-23T02:00:00Z", ["scheduled s3"]),              // the schedule takes the change
+    ] as [(String, String, [String])])
+    func aFileSetIsAnItemOfItsOwnWithoutALocalRotation(targets: String, at: String, expected: [String]) {
+        var settings = Self.settings(cron: true)
+        if targets == "scheduled" { settings.targets.removeFirst() }
+        var planner = AgentPlanner(settings: settings, state: AgentState(), now: Self.time("2026-11-22T10:00:00Z"))
+        _ = planner.found("uploads", path: "/data/uploads", at: Self.time("2026-11-22T10:00:00Z"), isNew: false, isFileSet: true)
+        _ = planner.start(pid: 7)
+        if Self.time(at) >= Self.time("2026-11-22T10:05:00Z") { _ = planner.changed("uploads", at: Self.time("2026-11-22T10:05:00Z")) }
+        let due = planner.due(at: Self.time(at)).actions
+        let actions = due.compactMap { action -> String? in
+            guard case let .backup(item, targets, kind, _) = action, item == "uploads" else { return nil }
+            return ([kind.rawValue] + targets).joined(separator: " ")
+        }
+        #expect(actions == expected)
+        // Once what was due is done, nothing is due in the past over and over (the loop would spin).
+        for case let .backup(item, targets, kind, _) in due {
+            let date = Self.time(at)
+            let id = BackupID(date: date, kind: kind).description
+            _ = planner.finished(BackupOutcome(item: item, kind: kind, generation: planner.generation(of: item), startedAt: date,
+                                               finishedAt: date, snapshot: SnapshotRecord(time: date, backupID: id, bytes: 1, pageCount: 0, pageSize: 0),
+                                               backupID: id, uploads: targets.map { BackupOutcome.Upload(target: $0, bytes: 1) }))
+        }
+        if let deadline = planner.nextDeadline() { #expect(deadline > Self.time(at)) }
+        #expect(planner.state.databases["uploads"]?.isFileSet == true)
+    }
+
     @Test func retriesBackOffAndTheBackOffSurvivesARestart() {
         var planner = Self.planner(Self.settings(cron: false), now: "2026-11-22T10:00:00Z")
         _ = planner.changed("crm", at: Self.time("2026-11-22T10:00:00Z"))

@@ -55,6 +55,18 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
+    /// One file set, and its tree's fingerprint when last looked at.
+    final class FileSetRuntime {
+        let config: FileSetConfig
+        var fingerprint: FileSetFingerprint?
+        /// Whether the last look at its folder failed (reported once per streak).
+        var scanFailing = false
+
+        init(config: FileSetConfig) {
+            self.config = config
+        }
+    }
+
     let config: OffsiteConfig
     let logger: Logger
     let localFolder: String
@@ -69,6 +81,9 @@ public final class Agent: @unchecked Sendable {
     private(set) var planner: AgentPlanner!
     var targets: [TargetRuntime] = []
     var databases: [DatabaseRuntime] = []
+    var fileSets: [FileSetRuntime] = []
+    /// When the file sets' folders are next looked at for changes.
+    private var nextFileScan: Date?
     /// Manual backups asked for over HTTP, and the database being backed up (see AgentControl.swift).
     let manualRequests = ManualBackupRequests()
     private let stopLock = NSLock()
@@ -89,6 +104,12 @@ public final class Agent: @unchecked Sendable {
 
     /// The least time between two writes of the state file.
     static let flushInterval: TimeInterval = 1
+
+    /// How often file sets are looked at for changes: as often as `minInterval` would let a change
+    /// be backed up, but at most once a second and at least once a minute.
+    var fileScanInterval: TimeInterval {
+        min(max(planner.settings.minInterval.timeInterval, 1), 60)
+    }
 
     /// Prepares an agent for `config`; `run()` starts it.
     public init(config: OffsiteConfig, encryption: PayloadEncryption, keys: DecryptionKeys = DecryptionKeys(),
@@ -166,20 +187,23 @@ public final class Agent: @unchecked Sendable {
                 logger.error("watch.failed", ["folder": folder, "reason": describe(error)])
             }
         }
+        addFileSets()
         try discoverDatabases()
         let start = planner.start(pid: getpid())
         stage(start.changes)
         persist(force: true)
         logger.info("agent.start", ["version": LibraryVersions.offsite, "pid": getpid(),
                                     "databases": databases.map(\.ref.name).joined(separator: ","),
+                                    "files": fileSets.map(\.config.name).joined(separator: ","),
                                     "targets": planner.settings.targets.map { "\($0.name)(\($0.schedule))" }.joined(separator: ",")])
         execute(start.actions)
         while !isStopping {
             persist()
-            let deadline = [planner.nextDeadline(), flushDue].compactMap { $0 }.min()
+            let deadline = [planner.nextDeadline(), flushDue, nextFileScan].compactMap { $0 }.min()
             let wakeup = watcher.wait(until: deadline)
             if isStopping { break }
             handle(events: wakeup.events)
+            scanFileSets()
             handleContinuousEvents()
             runManualRequests()
             let due = planner.due(at: Date())
@@ -209,11 +233,20 @@ public final class Agent: @unchecked Sendable {
             switch action {
             case let .backup(item, names, kind, reason):
                 if isStopping && kind != .shutdown { return }
+                let chosen = targets.filter { names.contains($0.config.name) }
+                if let set = fileSets.first(where: { $0.config.name == item }) {
+                    perform(set, targets: chosen, kind: kind, reason: reason)
+                    continue
+                }
                 guard let database = databases.first(where: { $0.ref.name == item }) else { continue }
-                perform(database, targets: targets.filter { names.contains($0.config.name) }, kind: kind, reason: reason)
+                perform(database, targets: chosen, kind: kind, reason: reason)
             case let .prune(item, target):
                 guard let target = targets.first(where: { $0.config.name == target }) else { continue }
-                prune(item, target: target)
+                if fileSets.contains(where: { $0.config.name == item }) {
+                    pruneFileSet(item, target: target)
+                } else {
+                    prune(item, target: target)
+                }
             case .drill:
                 if !isStopping { runRestoreDrills() }
             }
@@ -306,11 +339,13 @@ public final class Agent: @unchecked Sendable {
             found = try resolveDatabases(configured: config.databases, watch: config.watch)
         }
         for ref in found where !databases.contains(where: { $0.ref.path == ref.path }) {
-            if let clash = databases.first(where: { $0.ref.name == ref.name }) {
-                // A file that appeared while the agent runs and takes a known database's name is not
-                // backed up: its backups would land in the other database's folder.
+            let clash = databases.first(where: { $0.ref.name == ref.name })?.ref.path
+                ?? fileSets.first(where: { $0.config.name == ref.name })?.config.path
+            if let clash {
+                // A file that appeared while the agent runs and takes a known database's (or file
+                // set's) name is not backed up: its backups would land in the other one's folder.
                 guard unprotectedPaths.insert(ref.path).inserted else { continue }
-                let conflict = DatabaseNameConflict(name: ref.name, first: clash.ref.path, second: ref.path)
+                let conflict = DatabaseNameConflict(name: ref.name, first: clash, second: ref.path)
                 stage(planner.record([.unprotected(path: ref.path, reason: conflict.message)]))
                 reportProblem("name-conflict", database: ref.name, reason: conflict.message + "; \(ref.path) is not backed up")
                 continue
@@ -340,6 +375,157 @@ public final class Agent: @unchecked Sendable {
             guard touched, database.detector.hasChanged() else { continue }
             stage(planner.changed(database.ref.name, at: now))
             logger.debug("database.changed", ["db": database.ref.name])
+        }
+    }
+
+    // MARK: File sets
+
+    /// The configured file sets join the planner as items; each folder's fingerprint is taken now,
+    /// so a change from here on is seen.
+    private func addFileSets() {
+        let now = Date()
+        for set in config.files where !fileSets.contains(where: { $0.config.name == set.name }) {
+            let runtime = FileSetRuntime(config: set)
+            fileSets.append(runtime)
+            removeTargetLeftovers(of: set.name)
+            stage(planner.found(set.name, path: set.path, at: now, isNew: false, isFileSet: true))
+            runtime.fingerprint = fingerprint(of: runtime)
+        }
+        if !fileSets.isEmpty { nextFileScan = now.addingTimeInterval(fileScanInterval) }
+    }
+
+    /// What a file set's backup leaves out: the databases offsite protects, the local folder.
+    private var fileSetLeftOut: [String] {
+        fileSetLeftOutPaths(databases: databases.map(\.ref), localFolder: localFolder)
+    }
+
+    /// The fingerprint of `set`'s folder now, or nil when it cannot be read (logged and counted
+    /// once per streak; the backup reports the same failure when it comes).
+    private func fingerprint(of set: FileSetRuntime) -> FileSetFingerprint? {
+        do {
+            let fingerprint = try FileSetFingerprint(of: set.config, leftOut: fileSetLeftOut)
+            set.scanFailing = false
+            return fingerprint
+        } catch {
+            if !set.scanFailing {
+                set.scanFailing = true
+                reportProblem("files-scan", database: set.config.name, reason: describe(error))
+            }
+            return nil
+        }
+    }
+
+    /// Looks at the file sets' folders when it is time: one whose fingerprint moved changed.
+    private func scanFileSets() {
+        guard let due = nextFileScan, Date() >= due else { return }
+        for set in fileSets {
+            let now = Date()
+            let current = fingerprint(of: set)
+            guard let current, current != set.fingerprint else { continue }
+            let hadOne = set.fingerprint != nil
+            set.fingerprint = current
+            if hadOne {
+                stage(planner.changed(set.config.name, at: now))
+                logger.debug("files.changed", ["files": set.config.name, "entries": current.entries])
+            }
+        }
+        nextFileScan = Date().addingTimeInterval(fileScanInterval)
+    }
+
+    /// One snapshot of file set `set`, shipped to `targets`: reported to the planner, logged and
+    /// sent like a database's; what could not be read is counted and sent too.
+    func perform(_ set: FileSetRuntime, targets due: [TargetRuntime], kind: BackupKind, reason: String? = nil) {
+        let name = set.config.name
+        let started = Date()
+        // What the backup reads from now on is covered: a change after this look triggers the next.
+        if let current = fingerprint(of: set) {
+            if let previous = set.fingerprint, previous != current { stage(planner.changed(name, at: started)) }
+            set.fingerprint = current
+        }
+        let generation = planner.generation(of: name)
+        var outcome = BackupOutcome(item: name, kind: kind, generation: generation, startedAt: started, finishedAt: started,
+                                    snapshot: nil, uploads: [])
+        guard !due.isEmpty else {
+            // A file set has no local rotation: nothing to do without a target.
+            return
+        }
+        logger.info("backup.start", ["files": name, "kind": kind.rawValue,
+                                     "targets": due.map(\.config.name).joined(separator: ","), "reason": reason as Any])
+        let job = FileSetBackupJob(set: set.config, kind: kind, targets: due.map(\.target), encryption: encryption,
+                                   compressionLevel: config.compression.level, cacheFolder: "\(localFolder)/.offsite-files",
+                                   leftOut: fileSetLeftOut, cancellation: cancellation)
+        var report: FileSetBackupReport?
+        do {
+            let taken = try runFileSetBackup(job)
+            report = taken
+            outcome.backupID = taken.id.description
+            outcome.snapshot = SnapshotRecord(time: started, backupID: taken.id.description, bytes: taken.totalBytes,
+                                              pageCount: 0, pageSize: 0)
+            outcome.uploads = taken.uploads.map { upload in
+                if let error = upload.error { return BackupOutcome.Upload(target: upload.target, failure: describe(error)) }
+                return BackupOutcome.Upload(target: upload.target, bytes: upload.bytesShipped)
+            }
+        } catch {
+            let failure = describe(error)
+            logger.error("backup.failed", ["files": name, "kind": kind.rawValue, "stage": "snapshot", "reason": failure])
+            outcome.snapshotFailure = failure
+            outcome.uploads = due.map { BackupOutcome.Upload(target: $0.config.name, failure: failure) }
+        }
+        outcome.finishedAt = Date()
+        outcome.wasCancelled = cancellation.isCancelled
+        let result = planner.finished(outcome)
+        stage(result.changes)
+        for line in report?.recovered ?? [] { logger.info("leftovers.removed", ["files": name, "detail": line]) }
+        for upload in outcome.uploads {
+            if let failure = upload.failure {
+                let count = planner.state.target(upload.target, of: name)?.consecutiveFailures ?? 1
+                logger.error("backup.failed", ["files": name, "target": upload.target, "reason": failure, "failures": count])
+                notifier?.send(Notification(event: "backup.failed", database: name, target: upload.target,
+                                            backupID: outcome.backupID, reason: failure))
+                continue
+            }
+            let id = outcome.backupID ?? ""
+            let shipped = report?.uploads.first { $0.target == upload.target }
+            logger.info("backup.done", ["files": name, "target": upload.target, "id": id, "bytes": upload.bytes,
+                                        "packs": shipped?.packsUploaded ?? 0, "filesRead": report?.filesRead ?? 0,
+                                        "seconds": String(format: "%.2f", outcome.finishedAt.timeIntervalSince(started))])
+            if let ended = result.recoveredAfter[upload.target] {
+                notifier?.send(Notification(event: "backup.recovered", database: name, target: upload.target,
+                                            backupID: id, reason: "succeeded after \(ended) failure(s)"))
+            } else if config.notify?.onSuccess == true {
+                notifier?.send(Notification(event: "backup.succeeded", database: name, target: upload.target, backupID: id))
+            }
+        }
+        // Entries left out because they could not be read are failures of their own: counted and sent.
+        let unreadable = (report?.skipped ?? []).filter { if case .unsupported = $0.reason { return false } else { return true } }
+        if !unreadable.isEmpty {
+            let shown = unreadable.prefix(5).map(\.description).joined(separator: "; ")
+            reportProblem("files-read", database: name,
+                          reason: "\(unreadable.count) left out: \(shown)\(unreadable.count > 5 ? "; …" : "")")
+        }
+        execute(result.actions)
+    }
+
+    /// Applies `target`'s retention to file set `set`'s snapshots and collects its unneeded packs.
+    private func pruneFileSet(_ set: String, target: TargetRuntime) {
+        do {
+            let report = try OffsiteCore.pruneFileSet(named: set, on: target.target, policy: target.config.retention,
+                                                      cacheFolder: "\(localFolder)/.offsite-files", dryRun: false,
+                                                      timeZone: config.schedule.timeZone)
+            for removed in report.plan.remove {
+                logger.info("prune.removed", ["files": set, "target": target.config.name, "id": removed.id.description])
+            }
+            if !report.deletedPacks.isEmpty {
+                logger.info("prune.done", ["files": set, "target": target.config.name, "removed": report.plan.remove.count,
+                                           "packs": report.deletedPacks.count, "bytes": report.deletedPackBytes])
+            }
+            let listing = TargetListing(time: Date(), objectCount: report.plan.keep.count, storedBytes: report.keptPackBytes)
+            stage(planner.record([.listing(set, target: target.config.name, listing)]))
+            for problem in report.problems {
+                reportProblem("prune", database: set, target: target.config.name, reason: problem)
+            }
+        } catch {
+            reportProblem("prune", database: set, target: target.config.name, reason: describe(error))
         }
     }
 

@@ -59,6 +59,7 @@ extension Agent: ControlDelegate {
         let now = Date()
         return ControlSnapshot(state: current, databases: knownDatabases(current),
                                targets: config.targets.map { ControlTarget(name: $0.name, kind: $0.kind) },
+                               fileSets: config.files.map { ControlFileSet(name: $0.name, path: $0.path) },
                                maxAge: config.health.maxAge, now: now, busyDatabases: manualRequests.busyDatabases,
                                replicationLags: replicationLags(current, now: now), isStopping: isStopping)
     }
@@ -101,6 +102,6 @@ extension Agent: ControlDelegate {
     }
 
     private func knownDatabases(_ current: AgentState) -> [String] {
-        Set(current.databases.keys).union(config.databases.map(\.name)).sorted()
+        Set(current.databases.filter { !$0.value.isFileSet }.keys).union(config.databases.map(\.name)).sorted()
     }
 }

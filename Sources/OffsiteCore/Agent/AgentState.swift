@@ -72,12 +72,13 @@ public struct AgentState: Codable, Sendable, Equatable {
     }
 
     /// Makes sure `database` has a record (first seen at `date`) and notes its path.
-    public mutating func recordDatabase(_ database: String, path: String, at date: Date) {
+    public mutating func recordDatabase(_ database: String, path: String, at date: Date, isFileSet: Bool = false) {
         if databases[database] == nil {
             databases[database] = DatabaseState(name: database, path: path, firstSeenAt: date)
         } else {
             databases[database]!.path = path
         }
+        databases[database]!.fileSet = isFileSet ? true : nil
     }
 
     /// Notes that `database` was seen to change at `date`.
@@ -208,6 +209,11 @@ public struct DatabaseState: Codable, Sendable, Equatable {
     public var continuity: String?
     /// Per target, by name.
     public var targets: [String: TargetState]
+    /// True for a file set (`files[]`: a folder, not a database); absent for a database.
+    public var fileSet: Bool?
+
+    /// Whether the record is a file set's.
+    public var isFileSet: Bool { fileSet == true }
 
     /// Creates a record with no history.
     public init(name: String, path: String, firstSeenAt: Date, targets: [String: TargetState] = [:]) {

@@ -87,12 +87,13 @@ public func renderStatusTable(_ state: AgentState, now: Date) -> String {
     for name in state.databases.keys.sorted() {
         let database = state.databases[name]!
         lines.append("")
-        lines.append(clip(database.path.isEmpty ? name : "\(name)  \(database.path)"))
+        let label = database.isFileSet ? "\(name) (files)" : name
+        lines.append(clip(database.path.isEmpty ? label : "\(label)  \(database.path)"))
         var facts: [String] = []
         if let changed = database.lastChangeAt { facts.append("changed \(formatAge(changed, now: now))") }
         if let snapshot = database.lastSnapshot {
-            facts.append("snapshot \(formatAge(snapshot.time, now: now)) \(snapshot.backupID), \(formatBytes(snapshot.bytes)) "
-                         + "(\(snapshot.pageCount) pages of \(snapshot.pageSize) B)")
+            facts.append("snapshot \(formatAge(snapshot.time, now: now)) \(snapshot.backupID), \(formatBytes(snapshot.bytes))"
+                         + (database.isFileSet ? " of files" : " (\(snapshot.pageCount) pages of \(snapshot.pageSize) B)"))
         }
         lines.append(clip("  " + (facts.isEmpty ? "no snapshot yet" : facts.joined(separator: "; "))))
         if let chain = database.chain {

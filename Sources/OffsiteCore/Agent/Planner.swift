@@ -157,6 +157,9 @@ public struct AgentPlanner: Sendable {
         var continuous = false
         /// Why a full backup is needed at once (a new base for its chain of changes), or nil.
         var baseNeeded: String?
+        /// Whether a snapshot may go to the local rotation alone (a database); a file set's
+        /// snapshots only exist on targets.
+        var hasLocalRotation = true
 
         /// A snapshot taken at `time` covers the changes seen up to then; one seen later stays pending.
         mutating func coverChanges(upTo time: Date) {
@@ -207,18 +210,21 @@ public struct AgentPlanner: Sendable {
         return (changes, actions)
     }
 
-    /// Item `name` (its file at `path`) is protected from `now` on; one that appears while the agent
-    /// runs (`isNew`) is backed up soon, as a change.
-    public mutating func found(_ name: String, path: String, at now: Date, isNew: Bool) -> [StateChange] {
+    /// Item `name` (its file at `path`, or with `isFileSet` its folder) is protected from `now` on;
+    /// one that appears while the agent runs (`isNew`) is backed up soon, as a change. A file set
+    /// has no local rotation: its changes wait for a target that takes them.
+    public mutating func found(_ name: String, path: String, at now: Date, isNew: Bool, isFileSet: Bool = false) -> [StateChange] {
         guard items[name] == nil else { return [] }
         var runtime = ItemRuntime(path: path)
+        runtime.hasLocalRotation = !isFileSet
         if isNew {
             runtime.generation = 1
             runtime.pendingChangeAt = now
         }
         items[name] = runtime
         itemNames.append(name)
-        let changes = [StateChange.item(name, path: path, at: now)] + (isNew ? nextRunChanges(for: name, now: now) : [])
+        let record = isFileSet ? StateChange.fileSet(name, path: path, at: now) : .item(name, path: path, at: now)
+        let changes = [record] + (isNew ? nextRunChanges(for: name, now: now) : [])
         state.apply(changes)
         return changes
     }
@@ -270,7 +276,7 @@ public struct AgentPlanner: Sendable {
         if let snapshot = outcome.snapshot {
             changes.append(.snapshot(outcome.item, snapshot))
             runtime.coverChanges(upTo: snapshot.time)
-            runtime.localGeneration = outcome.generation
+            if runtime.hasLocalRotation { runtime.localGeneration = outcome.generation }
             runtime.failedAttemptAt = nil
         } else {
             // Like a backup taken at its start: the change it was for is dropped from the gate (each
@@ -340,9 +346,11 @@ public struct AgentPlanner: Sendable {
     }
 
     /// When the pending change of `item` may be backed up, or nil when nothing is pending (or its
-    /// changes are shipped continuously).
+    /// changes are shipped continuously, or it is a file set and no target takes changes: its
+    /// schedules take them).
     public func changeDueAt(_ item: String) -> Date? {
         guard let runtime = items[item], !runtime.continuous, let pending = runtime.pendingChangeAt else { return nil }
+        guard runtime.hasLocalRotation || settings.targets.contains(where: \.followsChanges) else { return nil }
         let lastBackup = [state.databases[item]?.lastSnapshot?.time, runtime.failedAttemptAt].compactMap { $0 }.max()
         return OnChangeGate(minInterval: settings.minInterval).earliestRun(changeAt: pending, lastBackupAt: lastBackup)
     }
@@ -414,6 +422,9 @@ public struct AgentPlanner: Sendable {
             if targets.contains(where: fired.contains) || (!changeDue && !targets.isEmpty) { kind = .scheduled }
             if !targets.isEmpty {
                 actions.append(.backup(item: name, targets: targets, kind: kind))
+            } else if changeDue && items[name]?.hasLocalRotation == false {
+                // Every target that takes changes has it already.
+                items[name]!.pendingChangeAt = nil
             } else if changeDue {
                 // Nothing to ship (every target has a schedule of its own): the change goes to the local rotation.
                 actions.append(.backup(item: name, targets: [], kind: .change))

@@ -8,6 +8,8 @@ public enum StateChange: Sendable, Equatable {
     case started(at: Date, pid: Int32)
     /// An item is protected, with its file.
     case item(String, path: String, at: Date)
+    /// A file set is protected, with its folder.
+    case fileSet(String, path: String, at: Date)
     /// An item was seen to change (an observation: written with the next outcome).
     case changed(String, at: Date)
     /// A snapshot of an item was taken.
@@ -55,6 +57,7 @@ extension AgentState {
         switch change {
         case let .started(date, pid): recordStart(at: date, pid: pid)
         case let .item(name, path, date): recordDatabase(name, path: path, at: date)
+        case let .fileSet(name, path, date): recordDatabase(name, path: path, at: date, isFileSet: true)
         case let .changed(name, date): recordChange(of: name, at: date)
         case let .snapshot(name, record): recordSnapshot(of: name, record)
         case let .shipped(name, target, record): recordBackup(database: name, target: target, record)

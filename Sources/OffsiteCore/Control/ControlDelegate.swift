@@ -47,7 +47,8 @@ public struct ControlSnapshot: Sendable {
 
     /// What `offsite healthcheck` would say now.
     public var health: HealthReport {
-        evaluateHealth(state: state, databases: databases, targets: targets.map(\.name), maxAge: maxAge, now: now)
+        // File sets need their off-site copies as much as the databases do.
+        evaluateHealth(state: state, databases: databases + fileSets.map(\.name), targets: targets.map(\.name), maxAge: maxAge, now: now)
     }
 }
 

@@ -41,8 +41,7 @@ public func renderStatusPage(_ snapshot: ControlSnapshot, backupForm: Bool) -> S
         html += "<p class=\"muted\">No file sets are configured.</p>\n"
     } else {
         for fileSet in snapshot.fileSets {
-            html += "<article class=\"card\" id=\"files-\(escapeHTML(fileSet.name))\"><h3>\(escapeHTML(fileSet.name))</h3>"
-                + "<p class=\"path\">\(escapeHTML(fileSet.path))</p></article>\n"
+            html += databaseCard(fileSet.name, snapshot: snapshot, backupForm: false, fileSetPath: fileSet.path)
         }
     }
     html += "</section>\n"
@@ -82,14 +81,16 @@ public let statusPageSecurityHeaders: [HTTPServerHeader] = [
 
 // MARK: - Parts
 
-private func databaseCard(_ name: String, snapshot: ControlSnapshot, backupForm: Bool) -> String {
+/// A database's card; with `fileSetPath`, a file set's (no restore window, no form).
+private func databaseCard(_ name: String, snapshot: ControlSnapshot, backupForm: Bool, fileSetPath: String? = nil) -> String {
     let now = snapshot.now
     let record = snapshot.state.databases[name]
     let busy = snapshot.busyDatabases.contains(name)
-    var html = "<article class=\"card\" id=\"db-\(escapeHTML(name))\"><h3>\(escapeHTML(name))"
+    let isFileSet = fileSetPath != nil
+    var html = "<article class=\"card\" id=\"\(isFileSet ? "files" : "db")-\(escapeHTML(name))\"><h3>\(escapeHTML(name))"
     if busy { html += " <span class=\"badge\">backing up</span>" }
     html += "</h3>\n"
-    if let path = record?.path, !path.isEmpty { html += "<p class=\"path\">\(escapeHTML(path))</p>\n" }
+    if let path = fileSetPath ?? record?.path, !path.isEmpty { html += "<p class=\"path\">\(escapeHTML(path))</p>\n" }
     var rows: [(String, String)] = []
     rows.append(("Last change", record?.lastChangeAt.map { timeElement($0, now: now) } ?? "none seen"))
     if let snapshotRecord = record?.lastSnapshot {
@@ -98,7 +99,7 @@ private func databaseCard(_ name: String, snapshot: ControlSnapshot, backupForm:
     } else {
         rows.append(("Last snapshot", "none yet"))
     }
-    rows.append(("Restore window", restoreWindow(name, snapshot: snapshot)))
+    if !isFileSet { rows.append(("Restore window", restoreWindow(name, snapshot: snapshot))) }
     html += definitionList(rows)
 
     html += "<div class=\"grid\">\n"
