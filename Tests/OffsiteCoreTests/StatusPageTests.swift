@@ -58,9 +58,22 @@ import Testing
         var snapshot = sampleControlSnapshot(lags: [ReplicationLag(database: "crm", target: "s3", seconds: 1.5)])
         snapshot.fileSets = [ControlFileSet(name: "uploads", path: "/data/uploads")]
         let page = renderStatusPage(snapshot, backupForm: false)
-        #expect(page.contains("<article class=\"card\" id=\"files-uploads\"><h3>uploads</h3><p class=\"path\">/data/uploads</p>"))
+        #expect(page.contains("<article class=\"card\" id=\"files-uploads\"><h3>uploads</h3>\n<p class=\"path\">/data/uploads</p>"))
+        // A file set gets a row per target like a database, no restore window, no form.
+        #expect(page.contains("<h4>uploads → s3</h4>") && page.contains("<h4>uploads → nas</h4>"))
+        #expect(page.components(separatedBy: "<dt>Restore window</dt>").count == 3, "crm and ledger only")
         #expect(!page.contains("No file sets are configured."))
         #expect(page.contains("to the second, lagging s3 1.5s"))
+    }
+
+    @Test func theRestoreWindowSaysWhatAChainReachesOrWhyThereIsNone() {
+        var snapshot = sampleControlSnapshot(lags: [ReplicationLag(database: "crm", target: "s3", seconds: 0.4)])
+        snapshot.state.apply(.chain("crm", base: "20261122T030700Z-change", objects: 42, bytes: 3 << 20))
+        snapshot.state.apply(.continuity("ledger", note: "ledger is not in WAL mode (journal_mode=delete)"))
+        let page = renderStatusPage(snapshot, backupForm: false)
+        #expect(page.contains("any commit since full backup <code>20261122T030700Z-change</code> (42 change objects, 3.0 MiB); "
+                              + "not yet shipped: s3 0.40s"))
+        #expect(page.contains("full backups only: ledger is not in WAL mode (journal_mode=delete)"))
     }
 
     @Test func escapesEverythingItShows() {

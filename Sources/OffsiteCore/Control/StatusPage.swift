@@ -181,12 +181,20 @@ private func targetCard(_ target: ControlTarget, snapshot: ControlSnapshot) -> S
 }
 
 /// What a restore can reach for `database`: full backups, until continuous protection reports a window.
+/// What a restore of `database` can reach: any commit since the base of its chain of changes
+/// (with how far each target lags), or full backups only, and why.
 private func restoreWindow(_ database: String, snapshot: ControlSnapshot) -> String {
+    let record = snapshot.state.databases[database]
     let lags = snapshot.replicationLags.filter { $0.database == database }
-    guard lags.isEmpty else {
-        return "to the second, lagging " + lags.map { "\(escapeHTML($0.target)) \(escapeHTML(formatDuration($0.seconds)))" }
-            .joined(separator: ", ")
+    let lagText = lags.map { "\(escapeHTML($0.target)) \(escapeHTML(formatDuration($0.seconds)))" }.joined(separator: ", ")
+    if let chain = record?.chain {
+        var text = "any commit since full backup <code>\(escapeHTML(chain.base))</code> (\(chain.objects) change "
+            + "object\(chain.objects == 1 ? "" : "s"), \(escapeHTML(formatBytes(chain.bytes))))"
+        if !lags.isEmpty { text += "; not yet shipped: " + lagText }
+        return text
     }
+    if !lags.isEmpty { return "to the second, lagging " + lagText }
+    if let note = record?.continuity { return "full backups only: " + escapeHTML(note) }
     return "full backups only (continuous protection is not configured)"
 }
 
