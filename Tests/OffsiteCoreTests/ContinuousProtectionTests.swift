@@ -70,11 +70,66 @@ import Testing
     }
 }
 
+extension ContinuousProtectionTests {
+    /// `maxChain` bounds what a restore reads, not what was shipped: many commits rewriting the
+    /// same few rows ship several times the base's size, but their compacted object is small, so
+    /// no new base is asked for; rewriting most of the database is what a new base is for.
+    @Test(arguments: [(rows: 5, basesExpected: false), (rows: 400, basesExpected: true)])
+    func maxChainCountsWhatARestoreReads(rows: Int, basesExpected: Bool) throws {
+        let folder = try ScratchFolder("maxchain")
+        let live = folder.file("app.db")
+        do {
+            let setup = try SQLiteDatabase(path: live, mode: .create)
+            try setup.execute("""
+                PRAGMA journal_mode = WAL; CREATE TABLE notes(id INTEGER PRIMARY KEY, body BLOB);
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
+                INSERT INTO notes SELECT i, randomblob(1500) FROM n;
+                """)
+        }
+        let target = FileTarget(name: "usb", root: folder.file("remote"))
+        let database = DatabaseRef(path: live)
+        let events = EventLog()
+        let protection = ContinuousProtection(
+            database: database,
+            settings: .init(interval: .milliseconds(100), maxChain: .share(0.5), compressionLevel: 6, encryption: .none,
+                            folder: folder.file("local/app"), compactAfterBytes: 128 << 10),
+            targets: [(name: "usb", target: target)], cancellation: Cancellation(), report: { events.add($0) })
+        try protection.start()
+        defer { protection.stop() }
+        let ticket = protection.prepareBase()
+        let base = try runBackup(BackupJob(database: database, kind: .scheduled, targets: [target], encryption: .none))
+        let baseBytes = base.uploads[0].size ?? 0
+        protection.confirmBase(ticket, id: base.id, checksum: try #require(base.shippedChecksum), bytes: baseBytes)
+
+        // 1,200 commits of 1.5 KB of random bytes each: 1.8 MB, several times the base (~650 KB).
+        let writer = """
+            import sqlite3, sys, time, os
+            db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
+            for i in range(1200):
+                db.execute("UPDATE notes SET body = ? WHERE id = ?", (os.urandom(1500), 1 + (i * 7) % \(rows)))
+                if i % 100 == 0: time.sleep(0.05)
+            """
+        let run = try runTool("python3", ["-c", writer, live], in: folder)
+        try #require(run.status == 0, "\(run.standardError)")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && (try? FileManager.default.contentsOfDirectory(atPath: folder.file("local/app/.outbox")))?.isEmpty != true {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        let shipped = try listBackupsAndChanges(on: target, database: "app").changes.reduce(Int64(0)) { $0 + $1.size }
+        try #require(shipped > baseBytes, "the changes shipped (\(shipped) B) outweigh the base (\(baseBytes) B)")
+        #expect((events.basesNeeded > 0) == basesExpected, "\(events.basesNeeded) new bases asked for; shipped \(shipped) B, base \(baseBytes) B")
+    }
+}
+
 /// What a protection reported, for tests.
 final class EventLog: @unchecked Sendable {
     private let lock = NSLock()
     private var events: [ContinuousEvent] = []
     func add(_ event: ContinuousEvent) { lock.withLock { events.append(event) } }
+    var basesNeeded: Int {
+        lock.withLock { events.filter { if case .baseNeeded = $0 { return true } else { return false } }.count }
+    }
     var gaps: [String] {
         lock.withLock {
             events.compactMap { if case let .log(_, name, fields) = $0, name == "changes.gap" { return fields.map(\.1).joined(separator: " ") } else { return nil } }

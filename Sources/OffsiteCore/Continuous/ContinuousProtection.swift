@@ -56,9 +56,14 @@ public final class ContinuousProtection: @unchecked Sendable {
         var base: BackupID
         var nextSequence = 1
         var previous: ChainLink
-        /// Compressed bytes and objects shipped in it, for `maxChain`.
+        /// Compressed bytes and objects shipped in it.
         var shippedBytes: Int64 = 0
         var objects = 0
+        /// What a restore of its newest moment reads besides the base, for `maxChain`: the
+        /// compacted objects, then the change objects after the newest of them.
+        var compactedBytes: Int64 = 0
+        var bytesSinceCompaction: Int64 = 0
+        var restoreBytes: Int64 { compactedBytes + bytesSinceCompaction }
         /// The base's object size on the targets.
         var baseBytes: Int64
         /// Whether `maxChain` was reported.
@@ -322,6 +327,7 @@ public final class ContinuousProtection: @unchecked Sendable {
                 chain.nextSequence += 1
                 chain.objects += 1
                 chain.shippedBytes += counter.count
+                chain.bytesSinceCompaction += counter.count
                 chain.compactRawBytes += Int64(frame) * Int64(spool.pageSize)
                 let databaseBytes = Int64(transactions.last!.pageCount) * Int64(spool.pageSize)
                 if chain.compactRawBytes >= settings.compactAfterBytes ?? max(16 << 20, databaseBytes / 4) {
@@ -362,7 +368,11 @@ public final class ContinuousProtection: @unchecked Sendable {
             do {
                 _ = try compactor.write(metadata: metadata, compressionLevel: settings.compressionLevel,
                                         encryption: settings.encryption, into: file)
+                let written = file.byteCount
                 try file.commit(as: "\(outbox)/\(name)")
+                // A restore reads this object instead of the change objects it covers.
+                chain.compactedBytes += written
+                chain.bytesSinceCompaction = 0
             } catch {
                 file.discard()
                 throw error
@@ -374,7 +384,7 @@ public final class ContinuousProtection: @unchecked Sendable {
 
     private func isLong(_ chain: Chain) -> Bool {
         switch settings.maxChain {
-        case let .share(share): return Double(chain.shippedBytes) >= share * Double(chain.baseBytes)
+        case let .share(share): return Double(chain.restoreBytes) >= share * Double(chain.baseBytes)
         case let .count(count): return chain.objects >= count
         }
     }
