@@ -46,6 +46,7 @@ extension FileHandle: @retroactive TextOutputStream {
 }
 
 signal(SIGPIPE, SIG_IGN)
+ProcessMemory.limitArenas()
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let name = arguments.first, !["-h", "--help", "help"].contains(name) else {
     print(usage)

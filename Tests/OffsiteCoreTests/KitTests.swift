@@ -212,3 +212,16 @@ private func eventuallyTrue(_ condition: () throws -> Bool) throws {
         Thread.sleep(forTimeInterval: 0.005)
     }
 }
+
+@Suite struct ProcessMemoryTests {
+    /// The C library is found and takes the setting; trimming after a large allocation was freed
+    /// gives it back. (What it saves is measured by the benchmark, not here.)
+    @Test func theAllocatorTakesTheArenaLimitAndTrims() {
+        #expect(ProcessMemory.limitArenas(to: 2))
+        let size = 64 << 20
+        let buffers = (0..<4).map { _ in UnsafeMutableRawPointer.allocate(byteCount: size / 4, alignment: 16) }
+        for buffer in buffers { buffer.initializeMemory(as: UInt8.self, repeating: 1, count: size / 4) }
+        for buffer in buffers { buffer.deallocate() }
+        _ = ProcessMemory.releaseFreedMemory()
+    }
+}

@@ -503,6 +503,7 @@ public final class Agent: @unchecked Sendable {
             reportProblem("files-read", database: name,
                           reason: "\(unreadable.count) left out: \(shown)\(unreadable.count > 5 ? "; …" : "")")
         }
+        ProcessMemory.releaseFreedMemory()
         execute(result.actions)
     }
 
@@ -677,6 +678,8 @@ public final class Agent: @unchecked Sendable {
         for reason in report?.localPruneFailures ?? [] {
             reportProblem("local-rotation", database: name, reason: reason)
         }
+        // The pipeline's buffers are freed: hand them back rather than keep them for the next backup.
+        ProcessMemory.releaseFreedMemory()
         execute(result.actions)
     }
 
