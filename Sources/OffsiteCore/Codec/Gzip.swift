@@ -270,28 +270,17 @@ public struct PlaintextChecksum: Sendable, Equatable, CustomStringConvertible {
     /// `crc32 0x… of N bytes`.
     public var description: String { "crc32 " + String(format: "%08x", crc) + " of \(length) bytes" }
 
-    /// The checksum of the whole file at `path`. The file is mapped, not read: from the page cache
-    /// that costs no copy into a buffer (about a third of the time a `read` loop took).
+    /// The checksum of the whole file at `path`, read in 1 MiB pieces. (Mapping it instead saves
+    /// about 0.02 s per 200 MiB of copying, but counts the whole file in the process's resident
+    /// memory while it is read.)
     public static func of(fileAt path: String) throws -> PlaintextChecksum {
-        let descriptor = try openDescriptor(path, O_RDONLY | O_CLOEXEC, operation: "open")
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw FileIOError(operation: "stat", path: path, code: errno) }
-        var checksum = PlaintextChecksum()
-        let size = Int(status.st_size)
-        guard size > 0 else { return checksum }
-        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else {
-            throw FileIOError(operation: "map", path: path, code: errno)
+        final class Summing: ByteSink {
+            var checksum = PlaintextChecksum()
+            func write(_ bytes: UnsafeRawBufferPointer) throws { checksum.append(bytes) }
+            func finish() throws {}
         }
-        defer { munmap(mapped, size) }
-        _ = madvise(mapped, size, MADV_SEQUENTIAL)
-        // zlib's crc32 takes a 32-bit length: feed it in 64 MiB steps.
-        var offset = 0
-        while offset < size {
-            let count = min(64 << 20, size - offset)
-            checksum.append(UnsafeRawBufferPointer(start: mapped + offset, count: count))
-            offset += count
-        }
-        return checksum
+        let sink = Summing()
+        try readFile(at: path, into: sink)
+        return sink.checksum
     }
 }
