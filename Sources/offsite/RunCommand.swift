@@ -6,10 +6,12 @@ enum RunCommand {
     static let help = """
     usage: offsite run [--config FILE]
 
-    The sidecar: watches the databases (databases[] and watch.dir), takes backups when they are
-    due — schedule.every, per-target cron schedules, on change with schedule.onChange.minInterval,
-    at startup and at shutdown — keeps the local rotation, ships to every target, applies each
-    target's retention, and records its state for `offsite status` and `offsite healthcheck`.
+    The sidecar: watches the databases (databases[] and watch.dir) and the file sets (files[]),
+    takes backups when they are due — schedule.every, per-target cron schedules, on change with
+    schedule.onChange.minInterval, at startup and at shutdown — keeps the local rotation, ships to
+    every target, applies each target's retention, and records its state for `offsite status` and
+    `offsite healthcheck`. With "continuous", each WAL database's commits leave the host as change
+    objects every continuous.interval.
 
     SIGTERM or SIGINT: in-flight work may finish until shutdownTimeout (default 30s), then it is
     cancelled; the shutdown backup follows when configured; exit 0. A second signal exits at once.

@@ -100,7 +100,7 @@ public final class Agent: @unchecked Sendable {
     /// Continuous protection, per database whose changes are shipped as they are committed.
     private var protections: [String: ContinuousProtection] = [:]
     /// What continuous protection's threads reported and the loop has not handled yet.
-    private let continuousEvents = ContinuousEventQueue()
+    private let continuousEvents = Monitor<[ContinuousEvent]>([])
 
     /// The least time between two writes of the state file.
     static let flushInterval: TimeInterval = 1
@@ -549,7 +549,7 @@ public final class Agent: @unchecked Sendable {
                             encryption: encryption, folder: "\(localFolder)/\(database.name)"),
             targets: followers.map { (name: $0.config.name, target: $0.target) }, cancellation: cancellation,
             report: { [weak self] event in
-                events.append(event)
+                events.update { $0.append(event) }
                 self?.watcher.wake()
             })
         do {
@@ -570,7 +570,11 @@ public final class Agent: @unchecked Sendable {
 
     /// Carries out what continuous protection's threads reported.
     private func handleContinuousEvents() {
-        for event in continuousEvents.takeAll() {
+        let taken = continuousEvents.update { events in
+            defer { events = [] }
+            return events
+        }
+        for event in taken {
             switch event {
             case let .baseNeeded(database, reason):
                 logger.info("changes.base", ["db": database, "reason": reason])
@@ -804,21 +808,6 @@ public final class Agent: @unchecked Sendable {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix(".") && name.contains(".tmp") {
                 if unlink("\(path)/\(name)") == 0 { logger.info("leftovers.removed", ["file": "\(folder)/\(name)"]) }
             }
-        }
-    }
-}
-
-/// What continuous protection's threads reported, waiting for the agent's loop.
-final class ContinuousEventQueue: @unchecked Sendable {
-    private let lock = NSLock()
-    private var events: [ContinuousEvent] = []
-
-    func append(_ event: ContinuousEvent) { lock.withLock { events.append(event) } }
-
-    func takeAll() -> [ContinuousEvent] {
-        lock.withLock {
-            defer { events = [] }
-            return events
         }
     }
 }
