@@ -92,7 +92,15 @@ public final class ContinuousProtection: @unchecked Sendable {
     private let report: @Sendable (ContinuousEvent) -> Void
     private let cancellation: Cancellation
 
+    /// Guards the capture, the base handshake's ticket and boundary, `stopping` and `uploaded`:
+    /// held only for short steps, so capture never waits behind a change object being compressed,
+    /// encrypted and compacted (a commit's time is when capture copied it: a capture held up
+    /// behind shipping stamped commits seconds late, and a restore to a moment in between returned
+    /// an older state).
     private let lock = NSLock()
+    /// Serializes shipping and guards the chain and `orphanedBefore`; taken before `lock`, never
+    /// while holding it.
+    private let shipLock = NSLock()
     private let wake = NSCondition()
     private var capture: WALCapture?
     private var spool: ChangeSpool?
@@ -158,27 +166,32 @@ public final class ContinuousProtection: @unchecked Sendable {
     /// Catches up with what is committed and marks the chain boundary: transactions captured from
     /// now on wait for the base whose snapshot the caller takes next.
     public func prepareBase() -> BaseTicket {
-        lock.lock()
-        defer { lock.unlock() }
-        if let capture, let spool { _ = try? capture.step(into: spool) }
-        ticketSerial += 1
-        let boundary = spool?.frameCount ?? 0
-        pendingBoundary = boundary
-        return BaseTicket(boundary: boundary, serial: ticketSerial)
+        // Not while an object is being made: it takes every transaction captured meanwhile, and
+        // those after the boundary belong to the next chain.
+        shipLock.withLock {
+            lock.withLock {
+                if let capture, let spool { _ = try? capture.step(into: spool) }
+                ticketSerial += 1
+                let boundary = spool?.frameCount ?? 0
+                pendingBoundary = boundary
+                return BaseTicket(boundary: boundary, serial: ticketSerial)
+            }
+        }
     }
 
     /// The base of `ticket` reached the targets as backup `id`, its uncompressed file having
     /// `checksum`, `bytes` stored: the chain before it ends, the next one starts.
     public func confirmBase(_ ticket: BaseTicket, id: BackupID, checksum: PlaintextChecksum, bytes: Int64) {
-        lock.withLock {
-            guard ticket.serial == ticketSerial, pendingBoundary == ticket.boundary else { return }
+        let started: Bool = shipLock.withLock {
+            guard lock.withLock({ ticket.serial == ticketSerial && pendingBoundary == ticket.boundary }) else { return false }
             shipLocked(upTo: ticket.boundary)
             let link = ChainLink(base: checksum)
             chain = Chain(base: id, previous: link, baseBytes: max(bytes, 1), compactPrevious: link)
             orphanedBefore = ticket.boundary
-            pendingBoundary = nil
+            lock.withLock { pendingBoundary = nil }
+            return true
         }
-        report(.record([.chain(database.name, base: id.description, objects: 0, bytes: 0)]))
+        if started { report(.record([.chain(database.name, base: id.description, objects: 0, bytes: 0)])) }
     }
 
     /// The base of `ticket` was not taken: what waited for it continues the current chain.
@@ -226,23 +239,27 @@ public final class ContinuousProtection: @unchecked Sendable {
     private func restartCapture(after reason: String) {
         report(.log(.error, "changes.gap", [("db", database.name), ("reason", reason)]))
         report(.record([.problem("changes-gap", item: database.name, target: nil, reason: reason, at: Date())]))
-        lock.lock()
-        let end = spool?.frameCount ?? 0
-        shipLocked(upTo: end)
-        chain = nil
-        orphanedBefore = end
-        pendingBoundary = nil
-        capture = nil
-        do {
-            let fresh = try WALCapture(path: database.path)
-            try fresh.startAtCurrentEnd()
-            capture = fresh
-        } catch {
-            report(.log(.error, "changes.failed", [("db", database.name), ("reason", describe(error))]))
+        var restarted = false
+        shipLock.withLock {
+            let end = spool?.frameCount ?? 0
+            shipLocked(upTo: end)
+            chain = nil
+            orphanedBefore = end
+            lock.withLock {
+                pendingBoundary = nil
+                capture = nil
+                do {
+                    let fresh = try WALCapture(path: database.path)
+                    try fresh.startAtCurrentEnd()
+                    capture = fresh
+                    restarted = true
+                } catch {
+                    report(.log(.error, "changes.failed", [("db", database.name), ("reason", describe(error))]))
+                }
+            }
         }
-        lock.unlock()
         report(.baseNeeded(database: database.name, reason: "the chain of changes broke: \(reason)"))
-        if capture == nil { usleep(500_000) }
+        if !restarted { usleep(500_000) }
     }
 
     // MARK: Shipping
@@ -251,7 +268,7 @@ public final class ContinuousProtection: @unchecked Sendable {
         let interval = settings.interval.timeInterval
         while true {
             let stop = lock.withLock { stopping }
-            lock.withLock { shipLocked(upTo: pendingBoundary ?? Int64.max) }
+            shipLock.withLock { shipLocked(upTo: lock.withLock { pendingBoundary } ?? Int64.max) }
             if stop { return }
             wake.lock()
             _ = wake.wait(until: Date().addingTimeInterval(interval))
@@ -260,7 +277,7 @@ public final class ContinuousProtection: @unchecked Sendable {
     }
 
     /// Makes change objects of the committed transactions of the current chain that end at or
-    /// before frame `end`, and drops from the spool what no chain will ship. Holds `lock`.
+    /// before frame `end`, and drops from the spool what no chain will ship. Holds `shipLock`.
     private func shipLocked(upTo end: Int64) {
         guard let spool else { return }
         let waiting = spool.transactions.filter { $0.endFrame <= end }
