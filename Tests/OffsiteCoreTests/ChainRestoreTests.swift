@@ -26,11 +26,16 @@ import Testing
         let chain = workspace.chains[0]
         let objects = chain.objects
 
-        var times: [Int64] = [base.id.seconds * 1000, objects[0].name.firstCommit - 1]
+        var times: [Int64] = [base.id.seconds * 1000, base.id.seconds * 1000 + 1000, objects[0].name.firstCommit - 1]
         for object in [objects[0], objects[2], objects[5]] {
             times += [object.name.firstCommit, object.name.firstCommit + 41, object.name.lastCommit, object.name.lastCommit + 1]
         }
         for time in times {
+            // Within the second the base was taken in, it may hold later commits: refused.
+            if time < base.id.seconds * 1000 + 1000 {
+                #expect(throws: ChainError.self, "at \(formatInstant(time))") { try workspace.restore(moment(time), to: "early.db") }
+                continue
+            }
             let report = try Self.expectRestore(workspace, at: time, label: "at \(formatInstant(time))")
             #expect(report.backup == base)
             if time >= objects[0].name.firstCommit {
@@ -76,15 +81,20 @@ import Testing
         #expect(latest.base == second)
 
         for time in [firstEnd, workspace.chains[0].objects[2].name.firstCommit + 45, workspace.chains[0].objects[4].name.firstCommit,
-                     second.id.seconds * 1000, workspace.chains[1].objects[1].name.lastCommit, workspace.moments.last!] {
+                     second.id.seconds * 1000 + 1000, workspace.chains[1].objects[1].name.lastCommit, workspace.moments.last!] {
             _ = try Self.expectRestore(workspace, at: time, label: "at \(formatInstant(time))")
         }
         // The commits between the first chain's end and the second base are in the base only: a
-        // moment between them restores the first chain's end, with a warning.
-        var warnings: [String] = []
-        let between = try workspace.restore(moment(second.id.seconds * 1000 - 1), to: "between.db") { warnings.append($0) }
-        #expect(between.changes?.point == firstEnd)
-        #expect(warnings.count == 1)
+        // moment between them (or within the base's second) is refused, never restored older.
+        for time in [second.id.seconds * 1000 - 1, second.id.seconds * 1000] {
+            do {
+                _ = try workspace.restore(moment(time), to: "between.db")
+                Issue.record("a moment between two chains was restored")
+            } catch let error as ChainError {
+                #expect(error.hint?.contains(formatInstant(firstEnd)) == true, "\(error.hint ?? "")")
+            }
+            #expect(!pathExists(workspace.folder.file("between.db")))
+        }
     }
 
     @Test func missingAndBrokenLinksAreRefusedNamingTheObject() throws {

@@ -170,10 +170,24 @@ import Testing
         #expect(try choose(at(Self.t0 + 2500)).0
             == .chain(ChainRestorePlan(base: first, steps: [.apply(Self.c(1)), .applyUntil(Self.c(2), time: Self.t0 + 2500)],
                                        point: Self.t0 + 2500)))
-        // --at after the first chain's end, before the second base: its end, with a warning.
-        let (late, warnings) = try choose(at(Self.t0 + 60_000))
+        // --at after the first chain's end, before the second base: nothing on the target says
+        // what was committed in between (the agent may have been down), so it is refused, naming
+        // the moments on either side that are known.
+        do {
+            _ = try choose(at(Self.t0 + 60_000))
+            Issue.record("a moment between two chains was not refused")
+        } catch let error as ChainError {
+            #expect(error == .unknownMoment(database: "crm", target: "s3", time: Self.t0 + 60_000, why: error.whyText,
+                                            before: Self.end(3), after: Self.t0 + 3_601_000))
+            #expect(error.hint?.contains(formatInstant(Self.end(3))) == true)
+            #expect(error.hint?.contains(formatInstant(Self.t0 + 3_601_000)) == true)
+        }
+        // After the newest chain's end, with no full backup after it: its end, with a warning.
+        let (late, warnings) = try choose(at(Self.t0 + 60_000), in: onlyFirst)
         #expect(late == .chain(ChainRestorePlan(base: first, steps: objects.map { .apply($0) }, point: Self.end(3))))
         #expect(warnings.count == 1 && warnings[0].contains(formatInstant(Self.end(3))))
+        // Within the second the first base was taken in, with no chain before it: refused too.
+        #expect(throws: ChainError.self) { try choose(at(Self.t0 + 400)) }
         // --at after the second base, which has no changes: that full backup, as before.
         #expect(try choose(at(Self.t0 + 4_000_000)).0 == .backup(second))
         // --at before any backup.

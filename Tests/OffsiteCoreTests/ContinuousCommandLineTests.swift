@@ -35,7 +35,7 @@ import Testing
         let work = try ScratchFolder("chain-tools-work")
         try FileManager.default.copyItem(atPath: workspace.folder.file("identity.txt"), toPath: work.file("id.txt"))
 
-        let moments: [Int64?] = [nil, base.id.seconds * 1000 + 10, objects[1].name.lastCommit, objects[2].name.firstCommit + 45,
+        let moments: [Int64?] = [nil, base.id.seconds * 1000 + 1010, objects[1].name.lastCommit, objects[2].name.firstCommit + 45,
                                  objects[4].name.lastCommit - 1, objects[4].name.lastCommit]
         for (index, time) in moments.enumerated() {
             let at = time.map(ChangeObjectName.formatCommitTime) ?? ""

@@ -28,6 +28,10 @@ public enum ChainError: UserFacingError, Equatable {
     case missingLink(database: String, target: String, base: BackupID, link: MissingLink, time: Int64)
     /// An object did not follow its chain when it was read: the wrong link, the wrong metadata, damage.
     case brokenLink(database: String, target: String, object: String, detail: String, pointBefore: Int64)
+    /// No chain says what the database held at the moment: it falls after the end of one chain
+    /// and before the next full backup (the agent may have been down, or the capture broken), or
+    /// within the second a full backup was taken in, which may hold later commits.
+    case unknownMoment(database: String, target: String, time: Int64, why: String, before: Int64?, after: Int64?)
 
     public var message: String {
         switch self {
@@ -42,7 +46,15 @@ public enum ChainError: UserFacingError, Equatable {
             return "cannot restore \(database) to \(formatInstant(time)) from target \(target): \(what), so no moment\(after) in that chain can be restored"
         case let .brokenLink(database, target, object, detail, _):
             return "cannot restore \(database) from target \(target): \(object) does not follow its chain: \(detail)"
+        case let .unknownMoment(database, target, time, why, _, _):
+            return "cannot restore \(database) to \(formatInstant(time)) from target \(target) exactly: \(why)"
         }
+    }
+
+    /// Why an unknown moment is not known (empty for the other cases).
+    public var whyText: String {
+        if case let .unknownMoment(_, _, _, why, _, _) = self { return why }
+        return ""
     }
 
     public var hint: String? {
@@ -50,6 +62,11 @@ public enum ChainError: UserFacingError, Equatable {
         switch self {
         case let .missingLink(_, _, _, link, _): before = link.pointBefore
         case let .brokenLink(_, _, _, _, point): before = point
+        case let .unknownMoment(_, _, _, _, earlier, later):
+            let choices = [earlier.map { "--at \(formatInstant($0)) (the newest moment before it that is known)" },
+                           later.map { "--at \(formatInstant($0)) (the first moment after it that is known)" }].compactMap { $0 }
+            return (choices.isEmpty ? "" : "restore " + choices.joined(separator: " or ") + "; ")
+                + "`offsite list --db NAME` shows the windows"
         }
         guard let before else { return "run `offsite list --db NAME` to see the moments that can be restored" }
         return "restore --at \(formatInstant(before)) (the newest moment before it), or a moment after the next full backup; "
@@ -103,22 +120,47 @@ public func chooseRestoreSource(from listing: ContinuousListing, database: Strin
         return .chain(best.plan)
     case let .at(date):
         let time = milliseconds(of: date)
-        let candidates = findChains(in: mine, database: database)
-            .filter { $0.base != nil && $0.baseTime <= time }
-            .sorted { $0.baseID > $1.baseID }
+        let chains = findChains(in: mine, database: database).filter { $0.base != nil }
+        let candidates = chains.filter { $0.baseTime <= time }.sorted { $0.baseID > $1.baseID }
         guard var chain = candidates.first else {
             return .backup(try selectBackup(from: mine.backups, database: database, selection: selection, target: target, now: now))
         }
+        // With change objects on the target, a moment is restored only when a chain says what the
+        // database held then; with full backups alone, --at means the newest one before it.
+        let continuous = chains.contains(where: \.hasChanges)
+        let next = chains.filter { $0.baseTime > time }.min { $0.baseID < $1.baseID }
         var resolution = chain.resolve(time)
-        if time < chain.baseTime + 1000, candidates.count > 1, case let .exact(older) = candidates[1].resolve(time),
-           !older.steps.isEmpty {
-            chain = candidates[1]
-            resolution = .exact(older)
+        if continuous {
+            // Any chain that reaches the moment says exactly what the database held then (a full
+            // backup taken by hand beside the agent starts no chain of its own; the agent's older
+            // chain goes on past it). The newest chain's base is left out within the second it
+            // was taken in: it may hold commits made after `time`.
+            let reaching = candidates.lazy.compactMap { candidate -> (Chain, ChainRestorePlan)? in
+                guard case let .exact(plan) = candidate.resolve(time),
+                      candidate.baseID != chain.baseID || time >= candidate.baseTime + 1000 else { return nil }
+                return (candidate, plan)
+            }.first
+            if let (reached, plan) = reaching {
+                chain = reached
+                resolution = .exact(plan)
+            } else if time < chain.baseTime + 1000 {
+                throw ChainError.unknownMoment(
+                    database: database, target: target, time: time,
+                    why: "the full backup \(chain.baseID) was taken during that second and may hold later commits",
+                    before: candidates.count > 1 ? candidates[1].planToEnd()?.point : nil, after: chain.baseTime + 1000)
+            }
         }
         switch resolution {
         case let .exact(plan):
             return plan.steps.isEmpty ? .backup(plan.base) : .chain(plan)
         case let .afterEnd(plan):
+            if continuous, let next {
+                throw ChainError.unknownMoment(
+                    database: database, target: target, time: time,
+                    why: "the chain of \(chain.baseID) ends at its last change, \(formatInstant(plan.point)), and the next full "
+                        + "backup, \(next.baseID), came later; what was committed in between (if anything) is not on the target",
+                    before: plan.point, after: next.baseTime + 1000)
+            }
             if chain.hasChanges {
                 warn("the newest change of \(database) on target \(target) in the chain of \(chain.baseID) was committed at "
                      + "\(formatInstant(plan.point)), before \(formatInstant(time)); restoring that moment")
