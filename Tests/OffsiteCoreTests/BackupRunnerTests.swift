@@ -14,6 +14,45 @@ import Testing
         func delete(key: String) throws {}
     }
 
+    /// A target that is down: every listing takes its retries (`delay` seconds on `clock`), then fails.
+    final class SlowDownTarget: Target, @unchecked Sendable {
+        let name = "slow"
+        let location = "nowhere"
+        let clock: ManualClock
+        let delay: TimeInterval
+        init(clock: ManualClock, delay: TimeInterval) {
+            self.clock = clock
+            self.delay = delay
+        }
+        func makeUpload(key: String) throws -> any TargetUpload { throw TargetError.failed(target: name, operation: "upload", detail: "down", hint: nil, isPermanent: false) }
+        func list(prefix: String) throws -> [RemoteObject] {
+            clock.now += delay
+            throw TargetError.failed(target: name, operation: "list", detail: "down", hint: nil, isPermanent: false)
+        }
+        func download(key: String, into sink: any ByteSink) throws { throw TargetError.notFound(target: name, key: key) }
+        func delete(key: String) throws {}
+    }
+
+    /// A clock the test moves.
+    final class ManualClock: @unchecked Sendable {
+        var now: Date
+        init(_ now: Date) { self.now = now }
+    }
+
+    /// A continuous chain's window starts at its base's id: the id must be the second the snapshot
+    /// begins in, not the second before a slow listing of the targets (found by bench/torture.py:
+    /// a base named 10 s before its snapshot made restores inside those 10 s apply change objects
+    /// to a base that already held later commits).
+    @Test(arguments: [0.0, 0.4, 3.0, 10.0])
+    func theBackupIDIsTheSecondTheSnapshotBeginsInEvenWhenListingTheTargetsIsSlow(delay: TimeInterval) throws {
+        let folder = try ScratchFolder("runner-slow-list")
+        let clock = ManualClock(Date(timeIntervalSince1970: 1_795_000_000.7))
+        let job = BackupJob(database: DatabaseRef(path: folder.file("crm.db"), name: "crm"), kind: .change,
+                            targets: [SlowDownTarget(clock: clock, delay: delay)], encryption: .none)
+        let id = chooseBackupID(job: job, folder: folder.file("local"), now: { clock.now })
+        #expect(id.seconds == Int64(clock.now.timeIntervalSince1970.rounded(.down)), "id \(id) at \(clock.now)")
+    }
+
     @Test func shipsOneSnapshotToEveryTargetAndRotatesTheLocalFolder() throws {
         let folder = try ScratchFolder("runner")
         let database = try CRMFixture.copy(into: folder)

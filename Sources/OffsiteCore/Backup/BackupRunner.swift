@@ -317,6 +317,12 @@ private final class BackgroundSnapshot: @unchecked Sendable {
 /// rotation and collides with no object on the targets: two backups in one second must not
 /// collide, and the newest must sort last (`latest`, retention's "newest"). On a clash it waits
 /// for the next second.
+///
+/// The id's second must also be the second the snapshot begins in: a continuous chain's window
+/// starts at its base's id (docs/CONTINUOUS.md §6), so an id older than the snapshot would make
+/// restores to the moments in between apply change objects to a base that already holds later
+/// commits. Listing a target that is down takes its retries (seconds): when the clock passed into
+/// another second while the targets were listed, the id is taken again from the clock.
 func chooseBackupID(job: BackupJob, folder: String, now: () -> Date) -> BackupID {
     let newestLocal = localBackups(inFolder: folder).last?.id.seconds ?? Int64.min
     var id = BackupID(date: now(), kind: job.kind)
@@ -326,13 +332,22 @@ func chooseBackupID(job: BackupJob, folder: String, now: () -> Date) -> BackupID
             let existing = (try? target.list(prefix: "\(job.database.name)/\(id).")) ?? []
             return !existing.isEmpty
         }
-        guard localClash || remoteClash else { return id }
+        if !localClash && !remoteClash {
+            let current = BackupID(date: now(), kind: job.kind)
+            guard current.seconds > id.seconds else { return id }
+            // The listing took the clock into a later second: check that second's id instead.
+            id = current
+            continue
+        }
         let next = Double(max(id.seconds, newestLocal) + 1)
         let wait = next - now().timeIntervalSince1970
         if wait > 0 { Thread.sleep(forTimeInterval: min(wait, 1.1)) }
         id = BackupID(date: max(now(), Date(timeIntervalSince1970: next)), kind: job.kind)
     }
-    return id
+    // Still no settled id (targets slow to list, or clashing): the clock's second, never an older
+    // one; it sorts after the local rotation, and the last listings found nothing under the older ids.
+    let current = BackupID(date: now(), kind: job.kind)
+    return current.seconds > id.seconds && current.seconds > newestLocal ? current : id
 }
 
 /// The local rotation's snapshots of one database: `FOLDER/ID.sqlite3`.
