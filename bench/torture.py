@@ -33,7 +33,6 @@ GNU time. Not part of CI.
     python3 bench/torture.py                 # 5-minute run, both targets
     python3 bench/torture.py --quick         # about 1 minute
     python3 bench/torture.py --restore-bench [--transactions 180000]
-    python3 bench/torture.py ... --update-doc   # also writes the section of docs/BENCHMARKS.md
 """
 
 import argparse
