@@ -757,6 +757,11 @@ class Bench:
         self.elapsed = time.monotonic() - started
         report = Report(self).markdown()
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+        # bench/agent.py writes a section of its own into the same file, between its markers: keep it.
+        previous = OUTPUT.read_text() if OUTPUT.exists() else ""
+        begin, end = "<!-- agent-bench: written by bench/agent.py -->", "<!-- end agent-bench -->"
+        if begin in previous and end in previous:
+            report = report.rstrip("\n") + "\n\n" + begin + previous.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
         OUTPUT.write_text(report)
         print(Report(self).tables_text())
         log(f"== wrote {OUTPUT} ({self.elapsed:.0f} s); every output verified")
