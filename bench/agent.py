@@ -615,14 +615,14 @@ class Bench:
                                        stdout=handle, stderr=handle, preexec_fn=die_with_parent)
         try:
             launched = time.time()
-            # Ready when its first snapshot is on the server and it has been quiet for 3 s.
+            # Ready once its first snapshot is on the server (the bytes sent under its prefix reach a
+            # third of the database: LZ4 makes it about half) and it has been quiet for 5 s.
+            db_bytes = db.stat().st_size
             def settled():
                 if process.poll() is not None:
                     return True
-                counts, _, _ = read_proxy_log(self.s3.proxy_log, launched, time.time(), prefix)
-                if not counts.get("PUT"):
-                    return False
-                return time.time() - last_request(self.s3.proxy_log, prefix) > 3
+                _, sent, _ = read_proxy_log(self.s3.proxy_log, launched, time.time(), prefix)
+                return sent >= db_bytes / 3 and time.time() - last_request(self.s3.proxy_log, prefix) > 5
             wait_for(settled, 600, "Litestream's first snapshot")
             if process.poll() is not None:
                 raise BenchFailure(f"litestream exited with {process.returncode}; see {ls_log}")
@@ -699,6 +699,9 @@ def report(bench, started, finished):
                  f"comes from a pair of {SECONDS} s phases on fresh copies of the same database, the writer alone "
                  f"and then the writer with the agent beside it; {REPEATS} pair(s) per scenario, one after the other, "
                  "and every pair is shown.")
+    if getattr(bench, "merged", None):
+        lines[-1] += (f" Scenarios {', '.join(bench.merged)} come from this run; the others from the run before it "
+                      "(same script, same machine, same day).")
     lines.append("")
     loads = [f"{label} {a:.2f}/{b:.2f}/{c:.2f}" for label, (a, b, c) in bench.loads]
     busiest = max((l[1][0] for l in bench.loads), default=0)
@@ -843,6 +846,8 @@ def main():
     parser.add_argument("--only", help="comma-separated scenarios: idle-agent, folder, s3, litestream, corpus")
     parser.add_argument("--output", help="Markdown file to write the section into (default docs/BENCHMARKS.md; "
                                          "bench/work/agent/BENCHMARKS.md with --quick)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the previous run's results (bench/work/agent/results.json) of the scenarios not run this time")
     parser.add_argument("--writer", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--proxy", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -865,6 +870,7 @@ def main():
     only = set((args.only or "idle-agent,folder,s3,litestream,corpus").split(","))
     started = datetime.datetime.now(datetime.timezone.utc)
     bench = Bench(args)
+    previous = json.loads((WORK / "results.json").read_text()) if args.merge and (WORK / "results.json").exists() else None
     bench.prepare()
     try:
         if "idle-agent" in only:
@@ -881,6 +887,13 @@ def main():
     finally:
         bench.s3.stop()
     finished = datetime.datetime.now(datetime.timezone.utc)
+    if previous:
+        ran = {r["scenario"] for r in bench.results}
+        kept = [r for r in previous["results"] if r["scenario"] not in ran]
+        bench.results = kept + bench.results
+        bench.loads = [l for l in previous["loads"] if l[0].rsplit(" ", 2)[0] not in ran] + bench.loads
+        bench.merged = sorted(ran)
+        (WORK / "results.json").write_text(json.dumps({"results": bench.results, "loads": bench.loads}, indent=1))
     text = report(bench, started, finished)
     print(text)
     output = args.output or (WORK / "BENCHMARKS.md" if args.quick else ROOT / "docs" / "BENCHMARKS.md")
