@@ -773,6 +773,14 @@ class Bench:
         self.elapsed = time.monotonic() - started
         report = Report(self).markdown()
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+        # bench/agent.py and bench/torture.py have sections of their own in the same file, between
+        # their markers: keep them.
+        previous = OUTPUT.read_text() if OUTPUT.exists() else ""
+        for name in ("torture", "agent-bench"):
+            begin = next((line for line in previous.splitlines() if line.startswith(f"<!-- {name}:")), None)
+            end = f"<!-- end {name} -->"
+            if begin and end in previous:
+                report = report.rstrip("\n") + "\n\n" + begin + previous.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
         OUTPUT.write_text(report)
         print(Report(self).tables_text())
         log(f"== wrote {OUTPUT} ({self.elapsed:.0f} s); every output verified")

@@ -102,6 +102,25 @@ import Testing
         #expect(planner.due(at: Self.time("2026-11-22T10:20:00Z")).actions.isEmpty)
     }
 
+    @Test(arguments: [
+        // (schedule.onChange in the configuration, expected actions at the change)
+        (#""onChange": {"minInterval": "5m"}"#, [AgentAction.backup(item: "crm", targets: ["usb"], kind: .change)]),
+        (#""onChange": true"#, [AgentAction.backup(item: "crm", targets: ["usb"], kind: .change)]),
+        (#""onChange": false"#, []),
+    ] as [(String, [AgentAction])])
+    func onChangeFalseMeansChangesCauseNoBackups(onChange: String, expected: [AgentAction]) throws {
+        let json = #"{"databases": [{"path": "/data/crm.db"}], "encryption": "none", "#
+            + #""schedule": {"every": "1h", "startup": false, "shutdown": false, \#(onChange)}, "#
+            + #""targets": [{"name": "usb", "url": "file:///mnt/usb"}]}"#
+        let config = try OffsiteConfig.parse(data: Data(json.utf8), environment: [:], baseDirectory: "/etc/offsite")
+        var planner = Self.planner(try PlannerSettings(config: config), now: "2026-11-22T10:00:00Z")
+        _ = planner.changed("crm", at: Self.time("2026-11-22T10:00:05Z"))
+        #expect(planner.due(at: Self.time("2026-11-22T10:00:05Z")).actions == expected)
+        #expect((planner.changeDueAt("crm") == nil) == expected.isEmpty)
+        // The schedule still runs either way.
+        #expect(!planner.due(at: Self.time("2026-11-22T11:00:00Z")).actions.isEmpty)
+    }
+
     @Test func aChangeThatRacedTheSnapshotStaysPending() {
         var planner = Self.planner(Self.settings(minInterval: .seconds(60), cron: false), now: "2026-11-22T10:00:00Z")
         _ = planner.changed("crm", at: Self.time("2026-11-22T10:00:10Z"))

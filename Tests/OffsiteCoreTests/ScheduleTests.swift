@@ -58,6 +58,49 @@ import Testing
                     == parseTime(expected))
     }
 
+    // MARK: ChangeCheckGate
+
+    @Test(arguments: [
+        // (file events at these seconds, the loop woken at these seconds; expected: seconds at which a
+        // check runs, in order) with a spacing of 1 s
+        ([0.0], [], [0.0]),                                       // a first event is checked at once
+        ([0.0, 0.02, 0.04, 0.5], [1.0], [0.0, 1.0]),              // a burst: one check, then one at the end of the second
+        ([0.0, 0.02], [0.5, 0.99], [0.0]),                        // not before the second is over (that check is still due)
+        ([0.0, 1.5], [], [0.0, 1.5]),                             // quiet for a second: checked at once again
+        ([0.0, 0.3, 1.2, 1.25, 2.1], [1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0]),  // a steady writer: one check a second
+        ([0.0, 0.1], [1.0, 2.0, 5.0], [0.0, 1.0]),                // after the last deferred check, nothing more
+    ] as [([Double], [Double], [Double])])
+    func changeChecksAreSpacedAndNoneIsMissed(events: [Double], wakeups: [Double], expected: [Double]) {
+        let start = parseTime("2026-11-22T03:00:00Z")
+        var gate = ChangeCheckGate(spacing: 1)
+        var checks: [Double] = []
+        let moments = (events.map { ($0, true) } + wakeups.map { ($0, false) }).sorted { $0.0 < $1.0 }
+        for (second, isEvent) in moments {
+            let now = start.addingTimeInterval(second)
+            if isEvent ? gate.event(at: now) : gate.due(at: now) { checks.append(second) }
+        }
+        #expect(checks == expected)
+        // Every event is covered by a check at or after it.
+        #expect(events.allSatisfy { event in checks.contains { $0 >= event } } || gate.dueAt != nil)
+    }
+
+    @Test func aDeferredCheckIsDueOneSpacingAfterTheLastCheck() {
+        let start = parseTime("2026-11-22T03:00:00Z")
+        var gate = ChangeCheckGate(spacing: 1)
+        #expect(gate.dueAt == nil)
+        let first = gate.event(at: start)
+        #expect(first)
+        #expect(gate.dueAt == nil, "nothing is left to check")
+        let second = gate.event(at: start.addingTimeInterval(0.2))
+        #expect(!second)
+        #expect(gate.dueAt == start.addingTimeInterval(1))
+        let early = gate.due(at: start.addingTimeInterval(0.999))
+        #expect(!early)
+        let onTime = gate.due(at: start.addingTimeInterval(1.01))
+        #expect(onTime)
+        #expect(gate.dueAt == nil && gate.lastCheckAt == start.addingTimeInterval(1.01))
+    }
+
     @Test func pendingChangesJoinAndBackupsClearThem() {
         let start = parseTime("2026-11-22T03:00:00Z")
         var gate = OnChangeGate(minInterval: .seconds(300), lastBackupAt: start)

@@ -48,6 +48,8 @@ public final class Agent: @unchecked Sendable {
     final class DatabaseRuntime {
         let ref: DatabaseRef
         let detector: ChangeDetector
+        /// At most one change check a second however fast the application commits.
+        var checks = ChangeCheckGate()
 
         init(ref: DatabaseRef) {
             self.ref = ref
@@ -199,10 +201,11 @@ public final class Agent: @unchecked Sendable {
         execute(start.actions)
         while !isStopping {
             persist()
-            let deadline = [planner.nextDeadline(), flushDue, nextFileScan].compactMap { $0 }.min()
+            let deadline = ([planner.nextDeadline(), flushDue, nextFileScan] + databases.map(\.checks.dueAt)).compactMap { $0 }.min()
             let wakeup = watcher.wait(until: deadline)
             if isStopping { break }
             handle(events: wakeup.events)
+            runDeferredChecks()
             scanFileSets()
             handleContinuousEvents()
             runManualRequests()
@@ -372,7 +375,17 @@ public final class Agent: @unchecked Sendable {
             let fileName = (database.ref.path as NSString).lastPathComponent
             let folder = (database.ref.path as NSString).deletingLastPathComponent
             let touched = events.contains { $0.folder == folder && ($0.name == fileName || $0.name.hasPrefix(fileName + "-")) }
-            guard touched, database.detector.hasChanged() else { continue }
+            guard touched, database.checks.event(at: now), database.detector.hasChanged() else { continue }
+            stage(planner.changed(database.ref.name, at: now))
+            logger.debug("database.changed", ["db": database.ref.name])
+        }
+    }
+
+    /// The change checks that file events deferred (`ChangeCheckGate`) and that are due now.
+    private func runDeferredChecks() {
+        let now = Date()
+        for database in databases {
+            guard database.checks.due(at: now), database.detector.hasChanged() else { continue }
             stage(planner.changed(database.ref.name, at: now))
             logger.debug("database.changed", ["db": database.ref.name])
         }

@@ -96,6 +96,8 @@ public struct PlannerSettings: Sendable, Equatable {
     public var targets: [Target]
     /// The least time between two backups caused by changes.
     public var minInterval: Duration
+    /// Whether changes cause backups at all (`"onChange": false` turns them off).
+    public var backsUpChanges: Bool
     /// How often the local rotation takes a snapshot of its own of an item that changed.
     public var localInterval: Duration
     /// The interval between restore drills, or nil.
@@ -104,10 +106,12 @@ public struct PlannerSettings: Sendable, Equatable {
     public var startup: Bool, shutdown: Bool
 
     /// Creates settings.
-    public init(targets: [Target], minInterval: Duration = .seconds(300), localInterval: Duration = .seconds(3600),
-                verifyEvery: Duration? = nil, startup: Bool = false, shutdown: Bool = false) {
+    public init(targets: [Target], minInterval: Duration = .seconds(300), backsUpChanges: Bool = true,
+                localInterval: Duration = .seconds(3600), verifyEvery: Duration? = nil, startup: Bool = false,
+                shutdown: Bool = false) {
         self.targets = targets
         self.minInterval = minInterval
+        self.backsUpChanges = backsUpChanges
         self.localInterval = localInterval
         self.verifyEvery = verifyEvery
         self.startup = startup
@@ -123,6 +127,7 @@ public struct PlannerSettings: Sendable, Equatable {
                              prunes: !target.retention.isEmpty || (config.continuous != nil && target.schedule == nil))
                   },
                   minInterval: config.schedule.onChange?.minInterval ?? .seconds(300),
+                  backsUpChanges: config.schedule.onChange != nil,
                   verifyEvery: config.verify?.every, startup: config.schedule.startup, shutdown: config.schedule.shutdown)
     }
 }
@@ -346,10 +351,11 @@ public struct AgentPlanner: Sendable {
     }
 
     /// When the pending change of `item` may be backed up, or nil when nothing is pending (or its
-    /// changes are shipped continuously, or it is a file set and no target takes changes: its
-    /// schedules take them).
+    /// changes are shipped continuously, or changes cause no backups, or it is a file set and no
+    /// target takes changes: its schedules take them).
     public func changeDueAt(_ item: String) -> Date? {
-        guard let runtime = items[item], !runtime.continuous, let pending = runtime.pendingChangeAt else { return nil }
+        guard settings.backsUpChanges, let runtime = items[item], !runtime.continuous,
+              let pending = runtime.pendingChangeAt else { return nil }
         guard runtime.hasLocalRotation || settings.targets.contains(where: \.followsChanges) else { return nil }
         let lastBackup = [state.databases[item]?.lastSnapshot?.time, runtime.failedAttemptAt].compactMap { $0 }.max()
         return OnChangeGate(minInterval: settings.minInterval).earliestRun(changeAt: pending, lastBackupAt: lastBackup)

@@ -108,3 +108,49 @@ public struct OnChangeGate: Sendable, Equatable {
         if let pending = pendingChangeAt, pending <= snapshotAt { pendingChangeAt = nil }
     }
 }
+
+/// Spaces out the agent's checks of whether a database changed (a read transaction each, on a
+/// connection beside the application's): an application that commits 50 times a second makes 50
+/// file events a second, and one check a second tells the planner as much. An event within
+/// `spacing` of the last check is not checked at once; one check covers all such events at the
+/// end of the spacing, so no change is missed and a change is seen at most `spacing` late.
+public struct ChangeCheckGate: Sendable, Equatable {
+    /// The least time between two checks, in seconds.
+    public var spacing: TimeInterval
+    /// When the last check ran, or nil before the first.
+    public private(set) var lastCheckAt: Date?
+    /// The first file event not checked yet, or nil.
+    public private(set) var pendingEventAt: Date?
+
+    /// Creates a gate; no check has run yet.
+    public init(spacing: TimeInterval = 1) {
+        self.spacing = spacing
+    }
+
+    /// A file event at `now`: true when the check runs now; otherwise it waits until `dueAt`.
+    public mutating func event(at now: Date) -> Bool {
+        if let last = lastCheckAt, now < last.addingTimeInterval(spacing) {
+            pendingEventAt = pendingEventAt ?? now
+            return false
+        }
+        lastCheckAt = now
+        pendingEventAt = nil
+        return true
+    }
+
+    /// When the check of the events not checked yet is due, or nil when there are none.
+    public var dueAt: Date? {
+        guard pendingEventAt != nil, let last = lastCheckAt else { return nil }
+        return last.addingTimeInterval(spacing)
+    }
+
+    /// Whether the deferred check runs at `now`. A change it finds is dated `now`, not at the first
+    /// event it covers: it may also cover commits after a snapshot that began in between, and the
+    /// planner must not count those as backed up.
+    public mutating func due(at now: Date) -> Bool {
+        guard let dueAt, dueAt <= now else { return false }
+        lastCheckAt = now
+        pendingEventAt = nil
+        return true
+    }
+}
