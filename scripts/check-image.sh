@@ -196,7 +196,13 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 [ -n "$shipped" ] || { cat "$work/agent.log" >&2; fail "backup $id did not reach both targets"; }
-grep "$id" <<<"$(offsite list --target usb --db crm)" | grep -q "image check" || fail "list does not show the reason of $id"
+# The reason comes from the agent's state file, written at most once a second after an outcome.
+reason_shown=""
+for _ in $(seq 20); do
+  if grep "$id" <<<"$(offsite list --target usb --db crm)" | grep -q "image check"; then reason_shown=1; break; fi
+  sleep 0.5
+done
+[ -n "$reason_shown" ] || fail "list does not show the reason of $id"
 say "offsite healthcheck while the agent runs"
 offsite healthcheck || fail "healthcheck"
 [ "$(stat -c '%u %a' "$root/backups/.offsite-state.json")" = "$uid 600" ] || fail "the state file is not 0600 and owned by $uid"
