@@ -62,7 +62,14 @@ import Testing
         ]
         for (label, objects, spans, gaps) in cases {
             let window = Self.chain(Self.b, objects).window
-            #expect(window.spans == spans, "\(label)")
+            // With change objects, the window starts a second after the base's id: the base may
+            // hold commits of that second (restore refuses it unless an older chain reaches it).
+            var expected = spans
+            if !objects.isEmpty {
+                expected[0].start = Self.t0 + 1000
+                expected[0].end = max(expected[0].end, expected[0].start)
+            }
+            #expect(window.spans == expected, "\(label)")
             #expect(window.gaps == gaps, "\(label)")
         }
         // Objects whose base is gone: nothing restorable.

@@ -77,7 +77,7 @@ import Testing
         // list: the window in the table, every object in --json.
         let list = try workspace.run(["list"])
         #expect(list.status == 0, "\(list.standardError)")
-        let window = "remote crm: restorable from \(listedMoment(base.id.seconds * 1000)) to "
+        let window = "remote crm: restorable from \(listedMoment(base.id.seconds * 1000 + 1000)) to "
             + "\(listedMoment(objects[3].name.lastCommit)) UTC (\(base.id) and 4 change objects"
         #expect(list.standardOutput.contains(window), "\(list.standardOutput)")
         let json = try workspace.run(["list", "--json"])

@@ -264,6 +264,13 @@ struct ChainGraph {
                 }
             }
         }
+        // The base keeps only the second it was taken in, and may hold commits made during it:
+        // moments in that second are not this chain's to restore (restore refuses them unless an
+        // older chain reaches them).
+        if chain.hasChanges {
+            spans[0].start = point[0] + 1000
+            spans[0].end = max(spans[0].end, spans[0].start)
+        }
         return ChainWindow(spans: spans, gaps: gaps)
     }
 
