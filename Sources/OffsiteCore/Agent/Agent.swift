@@ -489,25 +489,9 @@ public final class Agent: @unchecked Sendable {
         let result = planner.finished(outcome)
         stage(result.changes)
         for line in report?.recovered ?? [] { logger.info("leftovers.removed", ["files": name, "detail": line]) }
-        for upload in outcome.uploads {
-            if let failure = upload.failure {
-                let count = planner.state.target(upload.target, of: name)?.consecutiveFailures ?? 1
-                logger.error("backup.failed", ["files": name, "target": upload.target, "reason": failure, "failures": count])
-                notifier?.send(Notification(event: "backup.failed", database: name, target: upload.target,
-                                            backupID: outcome.backupID, reason: failure))
-                continue
-            }
-            let id = outcome.backupID ?? ""
-            let shipped = report?.uploads.first { $0.target == upload.target }
-            logger.info("backup.done", ["files": name, "target": upload.target, "id": id, "bytes": upload.bytes,
-                                        "packs": shipped?.packsUploaded ?? 0, "filesRead": report?.filesRead ?? 0,
-                                        "seconds": String(format: "%.2f", outcome.finishedAt.timeIntervalSince(started))])
-            if let ended = result.recoveredAfter[upload.target] {
-                notifier?.send(Notification(event: "backup.recovered", database: name, target: upload.target,
-                                            backupID: id, reason: "succeeded after \(ended) failure(s)"))
-            } else if config.notify?.onSuccess == true {
-                notifier?.send(Notification(event: "backup.succeeded", database: name, target: upload.target, backupID: id))
-            }
+        announce(outcome, of: ("files", name), recoveredAfter: result.recoveredAfter) { upload in
+            [("packs", report?.uploads.first { $0.target == upload.target }?.packsUploaded ?? 0),
+             ("filesRead", report?.filesRead ?? 0)]
         }
         // Entries left out because they could not be read are failures of their own: counted and sent.
         let unreadable = (report?.skipped ?? []).filter { if case .unsupported = $0.reason { return false } else { return true } }
@@ -671,24 +655,7 @@ public final class Agent: @unchecked Sendable {
         }
         let result = planner.finished(outcome)
         stage(result.changes)
-        for upload in outcome.uploads {
-            if let failure = upload.failure {
-                let count = planner.state.target(upload.target, of: name)?.consecutiveFailures ?? 1
-                logger.error("backup.failed", ["db": name, "target": upload.target, "reason": failure, "failures": count])
-                notifier?.send(Notification(event: "backup.failed", database: name, target: upload.target,
-                                            backupID: outcome.backupID, reason: failure))
-                continue
-            }
-            let id = outcome.backupID ?? ""
-            logger.info("backup.done", ["db": name, "target": upload.target, "id": id, "bytes": upload.bytes,
-                                        "seconds": String(format: "%.2f", outcome.finishedAt.timeIntervalSince(started))])
-            if let ended = result.recoveredAfter[upload.target] {
-                notifier?.send(Notification(event: "backup.recovered", database: name, target: upload.target,
-                                            backupID: id, reason: "succeeded after \(ended) failure(s)"))
-            } else if config.notify?.onSuccess == true {
-                notifier?.send(Notification(event: "backup.succeeded", database: name, target: upload.target, backupID: id))
-            }
-        }
+        announce(outcome, of: ("db", name), recoveredAfter: result.recoveredAfter)
         for path in report?.prunedLocal ?? [] {
             logger.info("local.pruned", ["db": name, "file": (path as NSString).lastPathComponent])
         }
@@ -698,6 +665,34 @@ public final class Agent: @unchecked Sendable {
         // The pipeline's buffers are freed: hand them back rather than keep them for the next backup.
         ProcessMemory.releaseFreedMemory()
         execute(result.actions)
+    }
+
+    /// Logs and sends how each target's upload of a finished backup of `item` (its log field and
+    /// name: `db` or `files`) went: a failure with how many came in a row; a success with
+    /// `details`, then its recovery or, with notify.onSuccess, the success.
+    private func announce(_ outcome: BackupOutcome, of item: (field: String, name: String), recoveredAfter: [String: Int],
+                          details: (BackupOutcome.Upload) -> [(String, Any)] = { _ in [] }) {
+        let name = item.name
+        for upload in outcome.uploads {
+            if let failure = upload.failure {
+                let count = planner.state.target(upload.target, of: name)?.consecutiveFailures ?? 1
+                logger.log(.error, "backup.failed", fields: [(item.field, name), ("target", upload.target), ("reason", failure),
+                                                             ("failures", count)])
+                notifier?.send(Notification(event: "backup.failed", database: name, target: upload.target,
+                                            backupID: outcome.backupID, reason: failure))
+                continue
+            }
+            let id = outcome.backupID ?? ""
+            logger.log(.info, "backup.done", fields: [(item.field, name), ("target", upload.target), ("id", id), ("bytes", upload.bytes)]
+                + details(upload)
+                + [("seconds", String(format: "%.2f", outcome.finishedAt.timeIntervalSince(outcome.startedAt)))])
+            if let ended = recoveredAfter[upload.target] {
+                notifier?.send(Notification(event: "backup.recovered", database: name, target: upload.target,
+                                            backupID: id, reason: "succeeded after \(ended) failure(s)"))
+            } else if config.notify?.onSuccess == true {
+                notifier?.send(Notification(event: "backup.succeeded", database: name, target: upload.target, backupID: id))
+            }
+        }
     }
 
     /// Applies `target`'s retention to one database's backups and change objects (after a
