@@ -407,9 +407,9 @@ def digest_of(path):
     return integrity, n, count, digest
 
 
-def windows_from_list(work, config):
+def windows_from_list(work, config, db=DB_NAME):
     """Per target: restorable spans [(from_ms, to_ms)], bases, change object count."""
-    listing = json.loads(offsite(work, config, "list", "--db", DB_NAME, "--json").stdout)
+    listing = json.loads(offsite(work, config, "list", "--db", db, "--json").stdout)
     targets = {}
     for entry in listing:
         target = targets.setdefault(entry["target"], {"spans": [], "bases": [], "changes": 0, "compacted": 0, "missing": []})
@@ -743,13 +743,13 @@ def run_restore_bench(args, work):
     target_end = 0
     last_commit = now_ms()
     while time.time() < deadline:
-        windows = windows_from_list(work, config)
+        windows = windows_from_list(work, config, "crm")
         target_end = max((s[1] for w in windows.values() for s in w["spans"]), default=0)
         if target_end >= last_commit - 2000 and not list((local / "crm" / ".outbox").glob("*")):
             break
         time.sleep(3)
     agent.terminate()
-    windows = windows_from_list(work, config)["folder"]
+    windows = windows_from_list(work, config, "crm")["folder"]
     base = windows["bases"][-1]
     sizes = {"base": 0, "change": 0, "compacted": 0}
     listing = json.loads(offsite(work, config, "list", "--db", "crm", "--json", "--target", "folder").stdout)

@@ -328,6 +328,11 @@ import Testing
                                           last: last, commitTime: fixture.transactions.last!.commitTime)
         let sink = DataSink()
         let digest = try compactor.write(metadata: metadata, encryption: .none, into: sink)
+        let inflated = DataSink()
+        let decompressor = try GzipDecompressor(next: inflated)
+        try decompressor.write(sink.data)
+        try decompressor.finish()
+        #expect(digest.bytes == inflated.data.withUnsafeBytes { SHA256Hasher.digest(of: UnsafeRawBufferPointer($0)) })
 
         var frames: [WALFrame] = []
         var pages: [UInt32: [UInt8]] = [:]
@@ -337,7 +342,7 @@ import Testing
         }
         try reader.write(sink.data)
         try reader.finish()
-        #expect(reader.digest == digest)
+        #expect(reader.digest == nil, "nothing links to a compacted object's bytes: the reader does not hash them")
         #expect(reader.metadata == metadata)
         #expect(frames.map(\.pageNumber) == expectedPages.keys.sorted())
         #expect(frames.filter(\.isCommit).map(\.number) == [frames.count])

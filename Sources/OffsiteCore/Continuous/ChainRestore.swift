@@ -296,10 +296,12 @@ final class ChainApplier {
         } catch let error as UserFacingError {
             throw broken(error.message)
         }
-        guard let metadata = reader.metadata, let digest = reader.digest else { throw broken("it could not be read whole") }
+        guard let metadata = reader.metadata else { throw broken("it could not be read whole") }
         application.objects += 1
         switch metadata.kind {
-        case .change: link = .object(digest)
+        case .change:
+            guard let digest = reader.digest else { throw broken("it could not be read whole") }
+            link = .object(digest)
         case .compacted:
             link = .object(metadata.last!)
             application.compactedObjects += 1

@@ -583,7 +583,7 @@ public final class ChangeObjectWriter {
 /// Reads one change or compacted object written to it (the stored bytes: encrypted unless the
 /// format is plain): decrypts, inflates, parses the metadata from the gzip header, checks every
 /// frame's salts and checksum and that the commit frames are exactly the metadata's transactions,
-/// and hashes the WAL bytes. `onMetadata` sees the metadata before any frame and answers how many
+/// and hashes the WAL bytes of a change object. `onMetadata` sees the metadata before any frame and answers how many
 /// frames to hand to `onFrame` (the rest are still read and checked). Memory is fixed.
 ///
 /// `pipelined`: decryption and decompression run on the writing thread, hashing, checking and
@@ -592,7 +592,8 @@ public final class ChangeObjectWriter {
 public final class ChangeObjectReader: ByteSink {
     /// The metadata, once the gzip header is read (after `finish` when pipelined).
     public var metadata: ChangeObjectMetadata? { payload.metadata }
-    /// The SHA-256 of the WAL bytes, after `finish`.
+    /// The SHA-256 of the WAL bytes of a change object, after `finish` (nil for a compacted
+    /// object: nothing links to its bytes).
     public var digest: ChainDigest? { payload.digest }
 
     private let head: any ByteSink
@@ -684,6 +685,10 @@ private final class ObjectPayloadSink: ByteSink {
     private var reader: WALReader!
     private var deliverUpTo = 0
     private var transactionIndex = 0
+    /// Whether the WAL bytes are hashed: only a change object's digest is a link (the object
+    /// after a compacted one links to the `last` its metadata names), and hashing is the
+    /// costliest part of reading one.
+    private var hashes = true
 
     init(onMetadata: @escaping (ChangeObjectMetadata) throws -> Int,
          onFrame: @escaping (WALFrame, UnsafeRawBufferPointer) throws -> Void) {
@@ -698,7 +703,7 @@ private final class ObjectPayloadSink: ByteSink {
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         if metadata == nil { try readMetadata() }
-        hasher.update(bytes)
+        if hashes { hasher.update(bytes) }
         try reader.write(bytes)
     }
 
@@ -708,7 +713,7 @@ private final class ObjectPayloadSink: ByteSink {
         guard let metadata, transactionIndex == metadata.transactions.count, reader.frameCount == metadata.frameCount else {
             throw ChangeObjectError.framesDisagree("the WAL holds \(reader.frameCount) frames, the metadata lists \(metadata?.frameCount ?? 0)")
         }
-        digest = ChainDigest(bytes: hasher.finalize())
+        if hashes { digest = ChainDigest(bytes: hasher.finalize()) }
     }
 
     private func readMetadata() throws {
@@ -718,6 +723,7 @@ private final class ObjectPayloadSink: ByteSink {
         guard let field = capture.extraField else { throw ChangeObjectError.invalidMetadata("the gzip header has no extra field") }
         let parsed = try ChangeObjectMetadata(extraField: field)
         metadata = parsed
+        if case .compacted = parsed.kind { hashes = false }
         deliverUpTo = try onMetadata(parsed)
     }
 
