@@ -235,6 +235,81 @@ import Testing
         #expect(laterSource.base == second)
     }
 
+    /// Change object 1 names the moment from which its base is the database's state (the last
+    /// commit the base holds): the chain's window starts there, the moments between the older
+    /// chain's end and the new base restore, and none of them is refused.
+    @Test func aChainWhoseFirstObjectNamesWhereItsBaseBeginsJoinsTheOneBefore() throws {
+        let first = Self.b
+        let second = Self.base(10, kind: .change)
+        // The older chain's last commit, 9 900 ms after t0, is the last one the new base holds.
+        let older = [Self.c(1), Self.change(first, 2, 2_100, 9_900)]
+        func seamed(_ since: Int64?, first commit: Int64 = 10_600) -> RemoteChangeObject {
+            RemoteChangeObject(database: "crm", name: ChangeObjectName(base: second.id, kind: .change(sequence: 1),
+                                                                       firstCommit: Self.t0 + commit, lastCommit: Self.t0 + 11_200,
+                                                                       since: since.map { Self.t0 + $0 }, format: .encrypted), size: 100)
+        }
+        let newer = seamed(9_900)
+        let listing = ContinuousListing(backups: [first, second], changes: older + [newer])
+        let chain = findChains(in: listing, database: "crm")[1]
+        #expect(chain.since == Self.t0 + 9_900)
+        #expect(chain.window.spans == [RestorableSpan(start: Self.t0 + 9_900, end: Self.t0 + 11_200)])
+        func source(_ offset: Int64, in listing: ContinuousListing = listing) throws -> RestoreSource {
+            try chooseRestoreSource(from: listing, database: "crm", selection: .at(Date(timeIntervalSince1970: TimeInterval(Self.t0 + offset) / 1000)),
+                                    target: "s3", now: Date())
+        }
+        let cases: [(String, Int64, RestoreSource)] = [
+            ("inside the older chain", 9_000,
+             .chain(ChainRestorePlan(base: first, steps: [.apply(older[0]), .applyUntil(older[1], time: Self.t0 + 9_000)], point: Self.t0 + 9_000))),
+            // At the seam both chains are exact; the newer one is the base alone, checked against object 1.
+            ("at the seam", 9_900,
+             .chain(ChainRestorePlan(base: second, steps: [.applyUntil(newer, time: Self.t0 + 9_900)], point: Self.t0 + 9_900))),
+            ("after the older chain's end, before the new base's second", 9_950,
+             .chain(ChainRestorePlan(base: second, steps: [.applyUntil(newer, time: Self.t0 + 9_950)], point: Self.t0 + 9_900))),
+            ("within the new base's second, before its first change", 10_500,
+             .chain(ChainRestorePlan(base: second, steps: [.applyUntil(newer, time: Self.t0 + 10_500)], point: Self.t0 + 9_900))),
+            ("inside the new chain's first object", 11_000,
+             .chain(ChainRestorePlan(base: second, steps: [.applyUntil(newer, time: Self.t0 + 11_000)], point: Self.t0 + 11_000))),
+        ]
+        for (label, offset, expected) in cases {
+            #expect(try source(offset) == expected, "\(label)")
+        }
+
+        // The base's id second comes before the seam (a base whose read began late in its second):
+        // moments between them are before what the base stands for, and the older chain reaches them.
+        let late = seamed(10_300)
+        let lateListing = ContinuousListing(backups: [first, second], changes: [Self.c(1), Self.change(first, 2, 2_100, 10_300), late])
+        #expect(try source(10_100, in: lateListing).base == first)
+        // Without the older chain, such a moment is refused (the base holds later commits), naming the seam.
+        let alone = ContinuousListing(backups: [second], changes: [late])
+        do {
+            _ = try source(10_100, in: alone)
+            Issue.record("a moment before the seam was restored from a base that holds later commits")
+        } catch let error as ChainError {
+            #expect(error.whyText.contains(formatInstant(Self.t0 + 10_300)))
+        }
+        // An object 1 without the seam keeps the older rule: the new base's first second is refused.
+        let unseamed = ContinuousListing(backups: [first, second], changes: older + [seamed(nil)])
+        #expect(throws: ChainError.self) { try source(9_950, in: unseamed) }
+    }
+
+    @Test func theSeamIsOnlyInChangeObjectOnesName() throws {
+        let name = ChangeObjectName(base: Self.b.id, kind: .change(sequence: 1), firstCommit: Self.t0 + 500, lastCommit: Self.t0 + 900,
+                                    since: Self.t0 - 3_000, format: .encrypted)
+        #expect(name.fileName == "20261203T120000Z-scheduled.c00000001.20261203T120000.500Z.20261203T120000.900Z.s20261203T115957.000Z.wal.gz.age")
+        #expect(ChangeObjectName(fileName: name.fileName) == name)
+        let rejected = [
+            // on object 2
+            "20261203T120000Z-scheduled.c00000002.20261203T120000.500Z.20261203T120000.900Z.s20261203T115957.000Z.wal.gz.age",
+            // after the first commit
+            "20261203T120000Z-scheduled.c00000001.20261203T120000.500Z.20261203T120000.900Z.s20261203T120000.600Z.wal.gz.age",
+            // on a compacted object
+            "20261203T120000Z-scheduled.k00000001-00000002.20261203T120000.500Z.20261203T120000.900Z.s20261203T115957.000Z.wal.gz.age",
+            // not marked
+            "20261203T120000Z-scheduled.c00000001.20261203T120000.500Z.20261203T120000.900Z.20261203T115957.000Z.wal.gz.age",
+        ]
+        for text in rejected { #expect(ChangeObjectName(fileName: text) == nil, "\(text)") }
+    }
+
     @Test func instantsFormatForAt() throws {
         #expect(formatInstant(Self.t0 + 59_123) == "2026-12-03T12:00:59.123Z")
         let parsed = try #require(BackupSelection.parseTime(formatInstant(Self.t0 + 59_123)))

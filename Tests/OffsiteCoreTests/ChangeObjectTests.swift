@@ -92,6 +92,14 @@ import Testing
         #expect(String(decoding: first.encodedJSON(), as: UTF8.self).contains(#""prev":"crc32:00abcdef:209715200""#))
         #expect(try ChangeObjectMetadata(json: first.encodedJSON()) == first)
 
+        // Object 1 may name the moment its base stands for; its name carries it too.
+        let seamed = ChangeObjectMetadata.change(database: "crm", base: Self.base, sequence: 1, previous: .base(crc: 1, length: 2),
+                                                 pageSize: 4096, transactions: [ChangeTransaction(lastFrame: 2, commitTime: 1_764_763_513_125)],
+                                                 since: 1_764_763_510_000)
+        #expect(String(decoding: seamed.encodedJSON(), as: UTF8.self).contains(#""since":1764763510000,"page""#))
+        #expect(try ChangeObjectMetadata(json: seamed.encodedJSON()) == seamed)
+        #expect(seamed.objectName(format: .encrypted).since == 1_764_763_510_000)
+
         let compacted = ChangeObjectMetadata.compacted(database: "crm", base: Self.base, from: 1, to: 600,
                                                        previous: .base(crc: 1, length: 2), last: digest, pageSize: 4096,
                                                        frames: 812, commitTime: 1_764_763_513_140)
@@ -118,6 +126,9 @@ import Testing
         #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","seq":1,"prev":"crc32:00000001:2","page":4096,"tx":[[1,5,7]]}"#,
         #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","seq":1,"from":1,"to":2,"prev":"crc32:00000001:2","page":4096,"tx":[[1,5]]}"#,
         #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","from":1,"to":2,"prev":"crc32:00000001:2","page":4096,"tx":[[1,5]]}"#,
+        // "since" only on object 1, never after its first commit
+        #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","seq":2,"prev":"crc32:00000001:2","since":1,"page":4096,"tx":[[1,5]]}"#,
+        #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","seq":1,"prev":"crc32:00000001:2","since":6,"page":4096,"tx":[[1,5]]}"#,
         #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","from":3,"to":2,"prev":"crc32:00000001:2","last":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","page":4096,"tx":[[1,5]]}"#,
         #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","seq":1,"prev":"crc32:00000001:2","page":4096,"tx":[[1,true]]}"#,
         #"{"v":1,"db":"crm","base":"20261203T120000Z-scheduled","seq":1,"prev":"crc32:00000001:2","page":4096}"#,

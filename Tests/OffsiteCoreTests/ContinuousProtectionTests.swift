@@ -122,6 +122,97 @@ extension ContinuousProtectionTests {
     }
 }
 
+extension ContinuousProtectionTests {
+    /// A new base taken while the application commits: its snapshot's read transaction is marked
+    /// between two looks at the log, so the old chain ends with exactly the last commit the base
+    /// holds, change object 1 of the new chain names that moment, and every moment from the old
+    /// chain's end to the new chain's first commit restores (to the new base) instead of being
+    /// refused as unknown.
+    @Test func aBaseTakenWhileTheApplicationCommitsJoinsTheChainBefore() throws {
+        let folder = try ScratchFolder("seam")
+        let live = folder.file("app.db")
+        do {
+            let setup = try SQLiteDatabase(path: live, mode: .create)
+            try setup.execute("""
+                PRAGMA journal_mode = WAL; CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+                CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0);
+                """)
+        }
+        let target = FileTarget(name: "usb", root: folder.file("remote"))
+        let database = DatabaseRef(path: live)
+        let events = EventLog()
+        let protection = ContinuousProtection(
+            database: database,
+            settings: .init(interval: .milliseconds(100), maxChain: .count(10_000), compressionLevel: 1, encryption: .none,
+                            folder: folder.file("local/app")),
+            targets: [(name: "usb", target: target)], cancellation: Cancellation(), report: { events.add($0) })
+        try protection.start()
+        defer { protection.stop() }
+        func takeBase() throws -> BackupID {
+            let ticket = protection.prepareBase()
+            var job = BackupJob(database: database, kind: .scheduled, targets: [target], encryption: .none)
+            job.readMark = ticket
+            let base = try runBackup(job)
+            protection.confirmBase(ticket, id: base.id, checksum: try #require(base.shippedChecksum), bytes: base.uploads[0].size ?? 0)
+            return base.id
+        }
+        let first = try takeBase()
+        // The writer commits every few milliseconds for a few seconds; the second base is taken
+        // in the middle of it, in another second than the first.
+        let writer = """
+            import sqlite3, sys, time
+            db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
+            for i in range(600):
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO notes(body) VALUES (?)", ("note %d" % i,))
+                db.execute("UPDATE counter SET n = n + 1")
+                db.execute("COMMIT")
+                time.sleep(0.004)
+            """
+        let writing = JoinableThread(name: "writer") { try runTool("python3", ["-c", writer, live], in: folder) }
+        Thread.sleep(forTimeInterval: 1.2)
+        let second = try takeBase()
+        #expect(second != first)
+        let run = try writing.join().get()
+        try #require(run.status == 0, "\(run.standardError)")
+        let finalCount = try sqlite3(live, "SELECT n FROM counter", in: folder)
+        var listing = try listBackupsAndChanges(on: target, database: "app")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            listing = try listBackupsAndChanges(on: target, database: "app")
+            if let end = findChains(in: listing, database: "app").last?.window.end, end > 0,
+               (try? FileManager.default.contentsOfDirectory(atPath: folder.file("local/app/.outbox")))?.isEmpty == true,
+               try restoredCount(.latest) == finalCount { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(events.gaps.isEmpty, "\(events.gaps)")
+        let chains = findChains(in: listing, database: "app")
+        try #require(chains.map(\.baseID) == [first, second])
+        let since = try #require(chains[1].since, "change object 1 of the second chain names the moment its base stands for")
+        let oldEnd = try #require(chains[0].window.end)
+        #expect(since == oldEnd, "the old chain ends exactly where the new base begins")
+        let firstChange = try #require(chains[1].changes.first { $0.name.kind == .change(sequence: 1) }?.name.firstCommit)
+        try #require(firstChange > since)
+
+        func restoredCount(_ selection: BackupSelection) throws -> String {
+            let restored = folder.file("restored-\(UUID().uuidString).db")
+            _ = try OffsiteCore.restore(RestoreJob(target: target, database: "app", selection: selection, keys: DecryptionKeys()),
+                                        toNewFile: restored, overwrite: false)
+            #expect(try sqlite3(restored, "PRAGMA integrity_check", in: folder) == "ok")
+            return try sqlite3(restored, "SELECT n FROM counter", in: folder)
+        }
+        func at(_ milliseconds: Int64) -> BackupSelection { .at(Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)) }
+        let baseCount = try restoredCount(.id(second))
+        // The old chain's end, the seam and every moment up to the new chain's first commit: the new base.
+        #expect(try restoredCount(at(oldEnd - 1)) != baseCount || chains[0].changes.isEmpty)
+        #expect(try restoredCount(at(since)) == baseCount)
+        #expect(try restoredCount(at((since + firstChange) / 2)) == baseCount)
+        #expect(try restoredCount(at(firstChange - 1)) == baseCount)
+        #expect(try restoredCount(at(firstChange)) == String(Int(baseCount)! + 1))
+        #expect(try restoredCount(.latest) == finalCount)
+    }
+}
+
 /// What a protection reported, for tests.
 final class EventLog: @unchecked Sendable {
     private let lock = NSLock()

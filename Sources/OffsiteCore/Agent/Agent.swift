@@ -614,6 +614,7 @@ public final class Agent: @unchecked Sendable {
         let protection = protections[name]
         let followers = Set(planner.settings.targets.filter(\.followsChanges).map(\.name))
         let ticket = due.contains(where: { followers.contains($0.config.name) }) ? protection?.prepareBase() : nil
+        job.readMark = ticket
         logger.info("backup.start", ["db": name, "kind": kind.rawValue,
                                      "targets": due.map(\.config.name).joined(separator: ","), "reason": reason as Any])
         var outcome = BackupOutcome(item: name, kind: kind, generation: generation, startedAt: started, finishedAt: started,

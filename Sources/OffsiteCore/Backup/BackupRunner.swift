@@ -51,6 +51,9 @@ public struct BackupJob {
     /// Told the backup's id as soon as it is chosen, before the snapshot starts (a manual backup
     /// requested over HTTP answers with it); nil: nobody asks.
     public var onIDChosen: (@Sendable (BackupID) -> Void)?
+    /// Told when the snapshot's read transaction begins (WAL mode), so continuous protection can
+    /// tell exactly which commits the base holds; nil: nobody asks.
+    public var readMark: (any SnapshotReadMark)?
 
     /// Creates a job.
     public init(database: DatabaseRef, kind: BackupKind, targets: [any Target], encryption: PayloadEncryption,
@@ -135,6 +138,7 @@ func runBackup(_ job: BackupJob, now: () -> Date, streaming: Bool) throws -> Bac
     job.onIDChosen?(id)
     var snapshotter = Snapshotter()
     snapshotter.durable = keepsLocal
+    snapshotter.readMark = job.readMark
     let snapshotJob = BackgroundSnapshot(snapshotter: snapshotter, database: job.database.path,
                                          finalPath: "\(folder)/\(id).sqlite3", check: job.check, streaming: streaming,
                                          checksums: !job.targets.isEmpty)

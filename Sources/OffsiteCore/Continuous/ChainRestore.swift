@@ -121,29 +121,35 @@ public func chooseRestoreSource(from listing: ContinuousListing, database: Strin
     case let .at(date):
         let time = milliseconds(of: date)
         let chains = findChains(in: mine, database: database).filter { $0.base != nil }
-        let candidates = chains.filter { $0.baseTime <= time }.sorted { $0.baseID > $1.baseID }
+        let candidates = chains.filter { $0.earliest <= time }.sorted { $0.baseID > $1.baseID }
         guard var chain = candidates.first else {
             return .backup(try selectBackup(from: mine.backups, database: database, selection: selection, target: target, now: now))
         }
         // With change objects on the target, a moment is restored only when a chain says what the
         // database held then; with full backups alone, --at means the newest one before it.
         let continuous = chains.contains(where: \.hasChanges)
-        let next = chains.filter { $0.baseTime > time }.min { $0.baseID < $1.baseID }
+        let next = chains.filter { $0.earliest > time }.min { $0.baseID < $1.baseID }
         var resolution = chain.resolve(time)
         if continuous {
             // Any chain that reaches the moment says exactly what the database held then (a full
             // backup taken by hand beside the agent starts no chain of its own; the agent's older
-            // chain goes on past it). The newest chain's base is left out within the second it
+            // chain goes on past it). Unless change object 1 says from which moment on the base
+            // stands for the database, the newest chain's base is left out within the second it
             // was taken in: it may hold commits made after `time`.
             let reaching = candidates.lazy.compactMap { candidate -> (Chain, ChainRestorePlan)? in
                 guard case let .exact(plan) = candidate.resolve(time),
-                      candidate.baseID != chain.baseID || time >= candidate.baseTime + 1000 else { return nil }
+                      candidate.since != nil || candidate.baseID != chain.baseID || time >= candidate.baseTime + 1000 else { return nil }
                 return (candidate, plan)
             }.first
             if let (reached, plan) = reaching {
                 chain = reached
                 resolution = .exact(plan)
-            } else if time < chain.baseTime + 1000 {
+            } else if let since = chain.since, time < since {
+                throw ChainError.unknownMoment(
+                    database: database, target: target, time: time,
+                    why: "the full backup \(chain.baseID) holds the commits made until \(formatInstant(since)), after that moment",
+                    before: candidates.count > 1 ? candidates[1].planToEnd()?.point : nil, after: since)
+            } else if chain.since == nil && time < chain.baseTime + 1000 {
                 throw ChainError.unknownMoment(
                     database: database, target: target, time: time,
                     why: "the full backup \(chain.baseID) was taken during that second and may hold later commits",
@@ -159,7 +165,7 @@ public func chooseRestoreSource(from listing: ContinuousListing, database: Strin
                     database: database, target: target, time: time,
                     why: "the chain of \(chain.baseID) ends at its last change, \(formatInstant(plan.point)), and the next full "
                         + "backup, \(next.baseID), came later; what was committed in between (if anything) is not on the target",
-                    before: plan.point, after: next.baseTime + 1000)
+                    before: plan.point, after: next.since ?? next.baseTime + 1000)
             }
             if chain.hasChanges {
                 warn("the newest change of \(database) on target \(target) in the chain of \(chain.baseID) was committed at "
@@ -219,8 +225,9 @@ final class ChainApplier {
     private let pages: PageCache
     private(set) var application: ChainApplication
 
-    /// Opens the restored base at `path`, whose uncompressed bytes have `baseChecksum`.
-    init(path: String, base: RemoteBackup, baseChecksum: PlaintextChecksum, target: String) throws {
+    /// Opens the restored base at `path`, whose uncompressed bytes have `baseChecksum` and stand
+    /// for the database at moment `start` (milliseconds).
+    init(path: String, base: RemoteBackup, baseChecksum: PlaintextChecksum, target: String, start: Int64) throws {
         self.path = path
         folder = parentDirectory(of: path)
         database = base.database
@@ -235,7 +242,7 @@ final class ChainApplier {
         descriptor = try openDescriptor(path, O_RDWR, operation: "open")
         fileEnd = try fileSize(at: path)
         nextSpaceCheck = fileEnd
-        application = ChainApplication(objects: 0, transactions: 0, frames: 0, point: base.id.seconds * 1000)
+        application = ChainApplication(objects: 0, transactions: 0, frames: 0, point: start)
     }
 
     deinit {
@@ -341,6 +348,9 @@ final class ChainApplier {
             guard times.0 == object.name.firstCommit, times.1 == object.name.lastCommit else {
                 throw broken("its commit times are not those of its name")
             }
+            guard metadata.since == object.name.since else {
+                throw broken("the moment its name says the base stands for is not that of its metadata")
+            }
         case .compacted:
             guard times.1 == object.name.lastCommit else { throw broken("its last commit time is not that of its name") }
         }
@@ -436,7 +446,8 @@ func fetchChainVerified(_ plan: ChainRestorePlan, from target: any Target, keys:
     var application: ChainApplication?
     let file = try fetchVerified(plan.base, from: target, keys: keys, check: check, folder: folder, progress: progress,
                                  cancellation: cancellation) { path, checksum in
-        let applier = try ChainApplier(path: path, base: plan.base, baseChecksum: checksum, target: target.name)
+        let applier = try ChainApplier(path: path, base: plan.base, baseChecksum: checksum, target: target.name,
+                                       start: plan.steps.first?.object.name.since ?? plan.base.id.seconds * 1000)
         for step in plan.steps {
             try applier.apply(step, from: target, keys: keys, progress: progress, cancellation: cancellation)
         }

@@ -98,6 +98,17 @@ public struct Chain: Sendable, Equatable {
     /// The base's snapshot time in milliseconds (its id's second).
     public var baseTime: Int64 { baseID.seconds * 1000 }
 
+    /// The moment from which the base is the database's state, when the chain's change object 1
+    /// names it (`ChangeObjectName.since`): the chain then restores every moment from it on, and
+    /// the chain before, when it reaches that moment, ends exactly where this one begins.
+    public var since: Int64? {
+        let first = changes.filter { $0.name.kind == .change(sequence: 1) }
+        return first.count == 1 ? first[0].name.since : nil
+    }
+
+    /// The earliest moment this chain could stand for: `since`, or the base's second.
+    var earliest: Int64 { min(since ?? baseTime, baseTime) }
+
     /// Whether the chain has change objects at all (a full backup alone has none).
     public var hasChanges: Bool { !changes.isEmpty || !compacted.isEmpty }
 
@@ -230,7 +241,7 @@ struct ChainGraph {
         point = [Int64](repeating: 0, count: last + 1)
         guard chain.base != nil else { return }
         reached[0] = true
-        point[0] = chain.baseTime
+        point[0] = chain.since ?? chain.baseTime
         if last == 0 { return }
         for n in 1...last {
             if reached[n - 1], let object = usable[n] {
@@ -264,10 +275,10 @@ struct ChainGraph {
                 }
             }
         }
-        // The base keeps only the second it was taken in, and may hold commits made during it:
-        // moments in that second are not this chain's to restore (restore refuses them unless an
-        // older chain reaches them).
-        if chain.hasChanges {
+        // Without `since`, the base keeps only the second it was taken in, and may hold commits
+        // made during it: moments in that second are not this chain's to restore (restore refuses
+        // them unless an older chain reaches them).
+        if chain.hasChanges && chain.since == nil {
             spans[0].start = point[0] + 1000
             spans[0].end = max(spans[0].end, spans[0].start)
         }
@@ -325,6 +336,11 @@ struct ChainGraph {
                                         pointBefore: point[state]))
         }
         if time < next.name.firstCommit {
+            if state == 0 && chain.since != nil {
+                // The base stands for this moment because change object 1 says so: the restore
+                // reads that object (and applies none of it) to check what its name says.
+                return .exact(plan(to: 0, then: .applyUntil(next, time: time), point: point[0]))
+            }
             return .exact(plan(to: state, point: point[state]))
         }
         return .exact(plan(to: state, then: .applyUntil(next, time: time), point: time))

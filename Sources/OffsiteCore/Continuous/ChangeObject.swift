@@ -24,7 +24,8 @@ public enum ChangeObjectKind: Sendable, Hashable {
 
 /// The name of a change object (`BASEID.c00000042.FIRST.LAST.wal.gz.age`) or of a compacted
 /// object (`BASEID.k00000001-00000600.FIRST.LAST.wal.gz.age`): its base, what it covers, the
-/// commit times of its first and last transaction (UTC, milliseconds) and its format.
+/// commit times of its first and last transaction (UTC, milliseconds) and its format. Change
+/// object 1 may also name the moment its base stands for (`….FIRST.LAST.sSINCE.wal.gz.age`).
 public struct ChangeObjectName: Sendable, Hashable, CustomStringConvertible {
     /// The backup id of the chain's base.
     public var base: BackupID
@@ -34,6 +35,12 @@ public struct ChangeObjectName: Sendable, Hashable, CustomStringConvertible {
     public var firstCommit: Int64
     /// The commit time of its last transaction, in milliseconds since 1970.
     public var lastCommit: Int64
+    /// Change object 1 only, when the agent knew it: the moment from which the base is the
+    /// database's state (the commit time of the last transaction the base holds, or when the
+    /// base's read began if none was seen since capture started). Every moment from it until
+    /// `firstCommit` restores to the base as it is, and the previous chain, when it reaches this
+    /// moment, ends exactly where the base begins.
+    public var since: Int64?
     /// Encrypted or not.
     public var format: PayloadFormat
 
@@ -45,11 +52,13 @@ public struct ChangeObjectName: Sendable, Hashable, CustomStringConvertible {
     public static let maximumSequence = 99_999_999
 
     /// Creates a name.
-    public init(base: BackupID, kind: ChangeObjectKind, firstCommit: Int64, lastCommit: Int64, format: PayloadFormat) {
+    public init(base: BackupID, kind: ChangeObjectKind, firstCommit: Int64, lastCommit: Int64, since: Int64? = nil,
+                format: PayloadFormat) {
         self.base = base
         self.kind = kind
         self.firstCommit = firstCommit
         self.lastCommit = lastCommit
+        self.since = since
         self.format = format
     }
 
@@ -67,14 +76,20 @@ public struct ChangeObjectName: Sendable, Hashable, CustomStringConvertible {
         } else {
             return nil
         }
-        // BASEID . c00000042 . YYYYMMDDTHHMMSS . mmmZ . YYYYMMDDTHHMMSS . mmmZ
+        // BASEID . c00000042 . YYYYMMDDTHHMMSS . mmmZ . YYYYMMDDTHHMMSS . mmmZ [. sYYYYMMDDTHHMMSS . mmmZ]
         let parts = stem.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 6, let base = BackupID(parts[0]),
+        guard parts.count == 6 || parts.count == 8, let base = BackupID(parts[0]),
               let kind = Self.parseKind(parts[1]),
               let first = Self.parseCommitTime("\(parts[2]).\(parts[3])"),
               let last = Self.parseCommitTime("\(parts[4]).\(parts[5])"),
               first <= last else { return nil }
-        self.init(base: base, kind: kind, firstCommit: first, lastCommit: last, format: format)
+        var since: Int64?
+        if parts.count == 8 {
+            guard kind == .change(sequence: 1), parts[6].first == "s",
+                  let moment = Self.parseCommitTime("\(parts[6].dropFirst()).\(parts[7])"), moment <= first else { return nil }
+            since = moment
+        }
+        self.init(base: base, kind: kind, firstCommit: first, lastCommit: last, since: since, format: format)
     }
 
     /// The file name.
@@ -85,6 +100,7 @@ public struct ChangeObjectName: Sendable, Hashable, CustomStringConvertible {
         case let .compacted(from, to): covered = "k" + Self.eightDigits(from) + "-" + Self.eightDigits(to)
         }
         return "\(base).\(covered).\(Self.formatCommitTime(firstCommit)).\(Self.formatCommitTime(lastCommit))"
+            + (since.map { ".s" + Self.formatCommitTime($0) } ?? "")
             + (format == .encrypted ? Self.encryptedSuffix : Self.plainSuffix)
     }
 
@@ -335,12 +351,15 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
     public var pageSize: Int
     /// Its transactions, in commit order (one for a compacted object).
     public var transactions: [ChangeTransaction]
+    /// Change object 1 only: the moment from which the base is the database's state
+    /// (`ChangeObjectName.since`).
+    public var since: Int64?
 
     /// The metadata of change object `sequence`.
     public static func change(database: String, base: BackupID, sequence: Int, previous: ChainLink, pageSize: Int,
-                              transactions: [ChangeTransaction]) -> ChangeObjectMetadata {
+                              transactions: [ChangeTransaction], since: Int64? = nil) -> ChangeObjectMetadata {
         ChangeObjectMetadata(database: database, base: base, kind: .change(sequence: sequence), previous: previous,
-                             last: nil, pageSize: pageSize, transactions: transactions)
+                             last: nil, pageSize: pageSize, transactions: transactions, since: since)
     }
 
     /// The metadata of a compaction of change objects `from` through `to`: `previous` is object
@@ -359,7 +378,7 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
     /// The object's name in `format`; a compacted object's first commit (object `from`'s) is `firstCommit`.
     public func objectName(format: PayloadFormat, firstCommit: Int64? = nil) -> ChangeObjectName {
         ChangeObjectName(base: base, kind: kind, firstCommit: firstCommit ?? transactions.first?.commitTime ?? 0,
-                         lastCommit: transactions.last?.commitTime ?? 0, format: format)
+                         lastCommit: transactions.last?.commitTime ?? 0, since: since, format: format)
     }
 
     /// Throws unless the metadata is consistent: a database name, a page size, transactions with
@@ -380,10 +399,15 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
         case let .change(sequence):
             guard (1...ChangeObjectName.maximumSequence).contains(sequence) else { throw fail("sequence \(sequence) out of range") }
             guard last == nil else { throw fail("a change object has no \"last\"") }
+            if let since {
+                guard sequence == 1 else { throw fail("only change object 1 names the moment its base stands for") }
+                guard since >= 0, since <= transactions[0].commitTime else { throw fail("\"since\" comes after the first commit") }
+            }
         case let .compacted(from, to):
             guard from >= 1, from <= to, to <= ChangeObjectName.maximumSequence else { throw fail("range \(from)–\(to) out of order") }
             guard transactions.count == 1 else { throw fail("a compacted object holds one transaction") }
             guard last != nil else { throw fail("a compacted object names the digest of its last object") }
+            guard since == nil else { throw fail("only change object 1 names the moment its base stands for") }
         }
     }
 
@@ -396,6 +420,7 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
         }
         text += "\"prev\":\"\(previous)\","
         if let last { text += "\"last\":\"\(last.hex)\"," }
+        if let since { text += "\"since\":\(since)," }
         text += "\"page\":\(pageSize),\"tx\":["
         text += transactions.map { "[\($0.lastFrame),\($0.commitTime)]" }.joined(separator: ",")
         text += "]}"
@@ -421,6 +446,7 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
             var to: Int?
             var prev: String
             var last: String?
+            var since: Int64?
             var page: Int
             var tx: [[Int64]]
         }
@@ -452,7 +478,7 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
             transactions.append(ChangeTransaction(lastFrame: Int(entry[0]), commitTime: entry[1]))
         }
         self.init(database: wire.db, base: base, kind: kind, previous: previous, last: last, pageSize: wire.page,
-                  transactions: transactions)
+                  transactions: transactions, since: wire.since)
         try validate()
     }
 
@@ -473,7 +499,7 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
     }
 
     private init(database: String, base: BackupID, kind: ChangeObjectKind, previous: ChainLink, last: ChainDigest?,
-                 pageSize: Int, transactions: [ChangeTransaction]) {
+                 pageSize: Int, transactions: [ChangeTransaction], since: Int64? = nil) {
         self.database = database
         self.base = base
         self.kind = kind
@@ -481,6 +507,7 @@ public struct ChangeObjectMetadata: Sendable, Equatable {
         self.last = last
         self.pageSize = pageSize
         self.transactions = transactions
+        self.since = since
     }
 }
 

@@ -41,6 +41,7 @@ public final class ChangeSpool: @unchecked Sendable {
     public var frameCount: Int64 { lock.withLock { written } }
     private let lock = NSLock()
     private var committed: [Transaction] = []
+    private var newest: Transaction?
     private var written: Int64 = 0
     /// Frames written since the last commit (a transaction being copied).
     private var openFrames: Int64 = 0
@@ -112,11 +113,16 @@ public final class ChangeSpool: @unchecked Sendable {
     /// Ends the transaction being copied: its last frame carries the database's size `pageCount`.
     public func commit(pageCount: UInt32, at date: Date) {
         lock.withLock {
-            committed.append(Transaction(firstFrame: written - openFrames, frameCount: Int(openFrames), pageCount: pageCount,
-                                         committedAt: date))
+            let transaction = Transaction(firstFrame: written - openFrames, frameCount: Int(openFrames), pageCount: pageCount,
+                                          committedAt: date)
+            committed.append(transaction)
+            newest = transaction
             openFrames = 0
         }
     }
+
+    /// The newest transaction committed into the spool, kept after it is discarded.
+    public var newestTransaction: Transaction? { lock.withLock { newest } }
 
     /// Forgets the frames of a transaction that was not committed in the spool (copying it failed).
     public func abandonOpenTransaction() {

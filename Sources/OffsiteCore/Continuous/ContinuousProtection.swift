@@ -3,6 +3,11 @@ import Foundation
 import Glibc
 #endif
 
+/// A commit time as change objects carry it: milliseconds since 1970, rounded down.
+func commitMilliseconds(_ date: Date) -> Int64 {
+    Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+}
+
 /// What continuous protection tells the agent, from its own threads.
 public enum ContinuousEvent: Sendable {
     /// The chain broke or grew long: a full backup (a new base) is needed at once.
@@ -20,8 +25,10 @@ public enum ContinuousEvent: Sendable {
 /// waits behind a full backup.
 ///
 /// The agent drives the chains: before the snapshot of a full backup it calls `prepareBase()` (the
-/// chain boundary: what is captured from then on belongs to the next chain), then `confirmBase` or
-/// `abandonBase` with how the backup went.
+/// chain boundary: what is captured from then on belongs to the next chain), hands the ticket to
+/// the snapshot as its `readMark` (which moves the boundary to exactly where the snapshot's read
+/// transaction began, when it can tell), then calls `confirmBase` or `abandonBase` with how the
+/// backup went.
 public final class ContinuousProtection: @unchecked Sendable {
     /// How it works.
     public struct Settings: Sendable {
@@ -76,12 +83,34 @@ public final class ContinuousProtection: @unchecked Sendable {
         var compactFirstCommit: Int64 = 0
         /// Raw frame bytes in the change objects since the last compacted object.
         var compactRawBytes: Int64 = 0
+        /// The moment from which the base is the database's state, when it is known exactly:
+        /// change object 1 names it.
+        var since: Int64?
     }
 
-    /// A base being taken: captured transactions from `boundary` on wait for it.
-    public struct BaseTicket: Sendable {
-        let boundary: Int64
+    /// A base being taken: captured transactions from `boundary` on wait for it. Handed to the
+    /// snapshot as its read mark. Its fields are guarded by the protection's `lock`.
+    public final class BaseTicket: SnapshotReadMark, @unchecked Sendable {
         let serial: Int
+        fileprivate var boundary: Int64
+        /// Set when the snapshot's read transaction began exactly at `boundary`: the moment from
+        /// which the base is the database's state.
+        fileprivate var since: Int64?
+        fileprivate weak var protection: ContinuousProtection?
+
+        fileprivate init(serial: Int, boundary: Int64, protection: ContinuousProtection) {
+            self.serial = serial
+            self.boundary = boundary
+            self.protection = protection
+        }
+
+        public func beginningRead(_ beginRead: () throws -> Void) throws -> Bool {
+            guard let protection else {
+                try beginRead()
+                return false
+            }
+            return try protection.markBase(self, beginRead)
+        }
     }
 
     /// The database.
@@ -110,6 +139,9 @@ public final class ContinuousProtection: @unchecked Sendable {
     private var ticketSerial = 0
     /// Transactions before this frame belong to no chain (captured before the first base).
     private var orphanedBefore: Int64 = 0
+    /// The spool's frame count when capture last (re)started: transactions from it on are all
+    /// that was committed since.
+    private var captureStartFrame: Int64 = 0
     private var stopping = false
     private var threads: [JoinableThread<Void>] = []
     private let outbox: String
@@ -174,8 +206,41 @@ public final class ContinuousProtection: @unchecked Sendable {
                 ticketSerial += 1
                 let boundary = spool?.frameCount ?? 0
                 pendingBoundary = boundary
-                return BaseTicket(boundary: boundary, serial: ticketSerial)
+                return BaseTicket(serial: ticketSerial, boundary: boundary, protection: self)
             }
+        }
+    }
+
+    /// Runs `beginRead` (the base's snapshot begins its read transaction) between two looks at
+    /// the log: caught up just before, and the log's end unchanged just after, the snapshot holds
+    /// exactly the transactions captured so far, so the boundary moves there and the ticket learns
+    /// the moment from which the base is the database's state — the commit time of the last of
+    /// them, or, when none was committed since capture started, the moment just before the read
+    /// began. False (and no moment) when a commit came in between or capture could not catch up.
+    /// The lock is not held while the read transaction begins: a snapshot on a background thread
+    /// must never hold up capture.
+    fileprivate func markBase(_ ticket: BaseTicket, _ beginRead: () throws -> Void) throws -> Bool {
+        typealias Mark = (capture: WALCapture, salt: [UInt8], maxFrame: UInt32, frames: Int64, lastCommit: Int64?)
+        let mark: Mark? = lock.withLock {
+            ticket.since = nil
+            guard ticket.serial == ticketSerial, pendingBoundary != nil, let capture, let spool,
+                  (try? capture.step(into: spool)) != nil, let header = capture.header(),
+                  capture.hasCopiedEverything(of: header) else { return nil }
+            let newest = spool.newestTransaction
+            let lastCommit = newest.flatMap { $0.endFrame > captureStartFrame ? commitMilliseconds($0.committedAt) : nil }
+            return (capture, header.salt, header.maxFrame, spool.frameCount, lastCommit)
+        }
+        let readAt = commitMilliseconds(Date())
+        try beginRead()
+        guard let mark else { return false }
+        return lock.withLock {
+            guard ticket.serial == ticketSerial, let pending = pendingBoundary, capture === mark.capture,
+                  let after = capture?.header(), after.salt == mark.salt, after.maxFrame == mark.maxFrame,
+                  mark.frames >= pending else { return false }
+            pendingBoundary = mark.frames
+            ticket.boundary = mark.frames
+            ticket.since = mark.lastCommit ?? readAt
+            return true
         }
     }
 
@@ -186,7 +251,8 @@ public final class ContinuousProtection: @unchecked Sendable {
             guard lock.withLock({ ticket.serial == ticketSerial && pendingBoundary == ticket.boundary }) else { return false }
             shipLocked(upTo: ticket.boundary)
             let link = ChainLink(base: checksum)
-            chain = Chain(base: id, previous: link, baseBytes: max(bytes, 1), compactPrevious: link)
+            chain = Chain(base: id, previous: link, baseBytes: max(bytes, 1), compactPrevious: link,
+                          since: lock.withLock { ticket.since })
             orphanedBefore = ticket.boundary
             lock.withLock { pendingBoundary = nil }
             return true
@@ -245,6 +311,7 @@ public final class ContinuousProtection: @unchecked Sendable {
             shipLocked(upTo: end)
             chain = nil
             orphanedBefore = end
+            captureStartFrame = end
             lock.withLock {
                 pendingBoundary = nil
                 capture = nil
@@ -309,10 +376,14 @@ public final class ContinuousProtection: @unchecked Sendable {
         var frame = 0
         let listed = transactions.map { transaction -> ChangeTransaction in
             frame += transaction.frameCount
-            return ChangeTransaction(lastFrame: frame, commitTime: Int64((transaction.committedAt.timeIntervalSince1970 * 1000).rounded(.down)))
+            return ChangeTransaction(lastFrame: frame, commitTime: commitMilliseconds(transaction.committedAt))
         }
+        // Object 1 names the moment its base stands for (never after its first commit: a clock
+        // set back would make that claim wrong, and then it is left out).
+        let since = chain.nextSequence == 1 ? chain.since.flatMap { $0 <= listed[0].commitTime ? $0 : nil } : nil
         let metadata = ChangeObjectMetadata.change(database: database.name, base: chain.base, sequence: chain.nextSequence,
-                                                   previous: chain.previous, pageSize: spool.pageSize, transactions: listed)
+                                                   previous: chain.previous, pageSize: spool.pageSize, transactions: listed,
+                                                   since: since)
         let name = metadata.objectName(format: settings.encryption.format).fileName
         let temporary = "\(outbox)/.\(name).tmp"
         do {

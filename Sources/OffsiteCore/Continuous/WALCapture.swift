@@ -94,6 +94,13 @@ public final class WALCapture {
         index.header()
     }
 
+    /// Whether every frame committed as of `header` was copied (a log that restarted and holds no
+    /// frame yet: the pins saw to it that the generation before was copied whole).
+    public func hasCopiedEverything(of header: WALIndexHeader) -> Bool {
+        guard let cursor else { return false }
+        return header.maxFrame == 0 || (header.salt == cursor.salt && header.maxFrame == cursor.frame)
+    }
+
     /// Starts capturing at the log's current end: what is committed so far is not copied (a base
     /// taken after this holds it). Pins the log first.
     public func startAtCurrentEnd() throws {

@@ -140,6 +140,15 @@ public struct SnapshotCheckResult: Sendable, Equatable {
     public var duration: Duration
 }
 
+/// Told when the read transaction of a WAL-mode snapshot begins: continuous protection uses it to
+/// learn exactly which commits a base holds (docs/CONTINUOUS.md §2, "Where a chain ends").
+public protocol SnapshotReadMark: Sendable {
+    /// Runs `beginRead` (exactly once), which begins the snapshot's read transaction, and answers whether the
+    /// moment it began could be told exactly; on false the snapshotter ends that read transaction
+    /// and begins again (a few times at most, then it goes on with the last one).
+    func beginningRead(_ beginRead: () throws -> Void) throws -> Bool
+}
+
 /// Takes consistent online snapshots of SQLite databases into local files.
 ///
 /// In WAL mode the copy runs inside one read transaction held open on the source connection, in
@@ -161,6 +170,9 @@ public struct Snapshotter: Sendable {
     /// Whether the snapshot must survive a crash once installed (flushed while it is copied,
     /// synced when installed); false for a scratch copy.
     public var durable = true
+
+    /// Told when the read transaction of a WAL-mode copy begins; nil: nobody asks.
+    public var readMark: (any SnapshotReadMark)?
 
     /// Called after every step of a paced copy with the pages copied and the total; for tests
     /// that slow the copy down to let a writer commit in the middle of it.
@@ -342,10 +354,20 @@ public struct Snapshotter: Sendable {
     /// only from the finished file (`SnapshotProgress.finalPrefix`).
     private func pacedCopy(from source: SQLiteDatabase, to destination: SQLiteDatabase, progress: SnapshotProgress?)
         throws -> (pageCount: Int, steps: Int, restarts: Int) {
-        try source.execute("BEGIN")
         defer { if source.isInTransaction { try? source.execute("COMMIT") } }
-        // The first read starts the read transaction: from here on the source is one snapshot.
-        _ = try source.scalarInt("SELECT count(*) FROM sqlite_schema")
+        func beginRead() throws {
+            try source.execute("BEGIN")
+            // The first read starts the read transaction: from here on the source is one snapshot.
+            _ = try source.scalarInt("SELECT count(*) FROM sqlite_schema")
+        }
+        if let readMark {
+            for attempt in 1... {
+                if try readMark.beginningRead(beginRead) || attempt == 20 { break }
+                try source.execute("COMMIT")
+            }
+        } else {
+            try beginRead()
+        }
         let pageSize = max(Int(try source.scalarInt("PRAGMA page_size") ?? 4096), 512)
         let pageTotal = Int(try source.scalarInt("PRAGMA page_count") ?? 0)
         progress?.begin(path: destination.path, expectedBytes: Int64(pageTotal) * Int64(pageSize),
