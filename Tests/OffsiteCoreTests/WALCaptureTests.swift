@@ -113,6 +113,69 @@ import Testing
         #expect(try folder.names().filter { $0.hasPrefix("spool.") }.count <= 1)
     }
 
+    /// A writer that never pauses (autocheckpoint as SQLite sets it) gives no moment at which the
+    /// log is fully checkpointed between two of its transactions: the pins alone would keep the
+    /// log from ever restarting. Capture restarts it itself past one and a half times the
+    /// threshold: the log stays under twice the threshold, and nothing is lost.
+    @Test func aWriterThatNeverPausesDoesNotGrowTheLogPastTwiceTheThreshold() throws {
+        let folder = try ScratchFolder("nonstop")
+        let live = folder.file("app.db")
+        do {
+            let setup = try SQLiteDatabase(path: live, mode: .create)
+            try setup.execute("""
+                PRAGMA journal_mode = WAL; CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+                CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0);
+                """)
+        }
+        let capture = try WALCapture(path: live)
+        try capture.startAtCurrentEnd()
+        let base = try Snapshotter().copy(of: live, to: folder.file("base.db"), progress: nil).temporaryPath
+        let spool = try ChangeSpool(path: folder.file("spool"), pageSize: try #require(capture.cursor?.pageSize))
+        // Each transaction writes about three pages, half a millisecond apart: never long enough for
+        // the log to be found fully checkpointed, and several thresholds' worth in 4 s.
+        let writer = """
+            import sqlite3, sys, time, os
+            db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
+            commits = 0; start = time.time()
+            while time.time() - start < 4:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO notes(body) VALUES (?)", (os.urandom(1500).hex(),))
+                db.execute("UPDATE counter SET n = n + 1")
+                db.execute("COMMIT")
+                commits += 1
+                time.sleep(0.0005)
+            print(commits)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try locateTool("python3"))
+        process.arguments = ["-c", writer, live]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var largestLog: Int64 = 0
+        while process.isRunning {
+            try capture.step(into: spool)
+            largestLog = max(largestLog, (try? fileSize(at: live + "-wal")) ?? 0)
+            usleep(3000)
+        }
+        process.waitUntilExit()
+        try capture.step(into: spool)
+        largestLog = max(largestLog, (try? fileSize(at: live + "-wal")) ?? 0)
+        let commits = Int(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(process.terminationStatus == 0)
+        let frameBytes = Int64(4096 + 24)
+        #expect(Int64(commits) * 3 * frameBytes > 4 * 1000 * frameBytes, "the writer wrote several thresholds' worth (\(commits) commits)")
+        #expect(capture.restarts > 0)
+        print("nonstop: \(commits) commits, \(capture.restarts) restarts (\(capture.busyRestarts) busy), \(capture.topUps) top-ups, log at most \(largestLog / frameBytes) frames")
+        #expect(largestLog < 2 * 1000 * frameBytes + 32, "the log reached \(largestLog / frameBytes) frames")
+        #expect(spool.transactions.count == commits, "\(spool.transactions.count) transactions captured of \(commits)")
+        try Self.apply(spool, to: base)
+        #expect(try sqlite3(base, "SELECT n, (SELECT count(*) FROM notes) FROM counter", in: folder)
+                == sqlite3(live, "SELECT n, (SELECT count(*) FROM notes) FROM counter", in: folder))
+        #expect(try sqlite3(base, "PRAGMA integrity_check", in: folder) == "ok")
+    }
+
     @Test func aLogThatRestartedWhileNothingPinnedItIsAGap() throws {
         let folder = try ScratchFolder("capture-gap")
         let live = folder.file("app.db")

@@ -47,6 +47,20 @@ public final class WALCapture {
     /// The log frames the application must reach before a top-up checkpoint is done regardless
     /// of whether it checkpointed itself (SQLite's default autocheckpoint threshold).
     public var topUpThreshold: UInt32 = 1000
+    /// The log frames past which capture restarts the log itself, when the application's
+    /// checkpoints could not: a writer that never pauses gives no moment at which the log is
+    /// fully checkpointed and only a slot-0 pin is held, so without this the log would grow
+    /// without end. A fifth over the top-up threshold: what the writer adds while a restart waits
+    /// for its turn (at most `restartPatience`) still leaves the log under twice the threshold.
+    public var restartThreshold: UInt32 { topUpThreshold + topUpThreshold / 5 }
+    /// How long a restart may wait for the application's writer and for the pins to be handed
+    /// over; the application's writers wait on their busy handler meanwhile.
+    public var restartPatience: Duration = .milliseconds(50)
+    /// How many restarts capture ran itself, and how many of them were busy; for tests and figures.
+    public private(set) var restarts = 0
+    public private(set) var busyRestarts = 0
+    /// After a busy restart, the log frames to reach before the next try.
+    private var nextRestartAt: UInt32 = 0
 
     private let pins: [SQLiteDatabase]
     private let beginStatements: [SQLiteStatement]
@@ -136,15 +150,26 @@ public final class WALCapture {
     /// accounted for. Keeps the pin hand-over going and runs the top-up checkpoint when it is due.
     @discardableResult
     public func step(into spool: ChangeSpool, now: () -> Date = Date.init) throws -> Int {
+        let (copied, header) = try copyCommitted(into: spool, now: now)
+        guard let header else { return copied }
+        try topUpIfDue(header)
+        try restartIfOverdue(into: spool, now: now)
+        return copied
+    }
+
+    /// Pins again, copies what was committed since the cursor and releases the older pin; the
+    /// header read, or nil when there is nothing to go on from (no header, or a new generation
+    /// with no frame yet).
+    private func copyCommitted(into spool: ChangeSpool, now: () -> Date) throws -> (Int, WALIndexHeader?) {
         guard var cursor else { throw CaptureGap(reason: "capture has not started") }
         try pinAgain()
-        guard let header = try readHeaderPatiently() else { return 0 }
+        guard let header = try readHeaderPatiently() else { return (0, nil) }
         var copied = 0
         if header.salt != cursor.salt {
             // A new generation. The pins guarantee the old one was copied whole (docs §1).
             guard header.maxFrame > 0 else {
                 releaseOlderPin()
-                return 0
+                return (0, nil)
             }
             cursor = try startOfGeneration(header)
         }
@@ -161,8 +186,45 @@ public final class WALCapture {
         }
         self.cursor = cursor
         releaseOlderPin()
-        try topUpIfDue(header)
-        return copied
+        return (copied, header)
+    }
+
+    /// Restarts the log when it holds `restartThreshold` frames or more (see there): a RESTART
+    /// checkpoint on the third connection, whose busy handler keeps copying what is committed and
+    /// handing the pins over — to the newest frame while it waits for readers to reach the end of
+    /// the log, then to slot 0 once the log is fully checkpointed — for at most `restartPatience`.
+    /// The application's writers wait meanwhile, as they would for their own RESTART checkpoint.
+    private func restartIfOverdue(into spool: ChangeSpool, now: () -> Date) throws {
+        guard let header = index.header(), let cursor, header.salt == cursor.salt,
+              header.maxFrame >= max(restartThreshold, nextRestartAt) else { return }
+        let deadline = ContinuousClock.now + restartPatience
+        var failure: Error?
+        let result = try withoutActuallyEscaping(now) { now in
+            try checkpointer.withBusyHandler(restoring: .milliseconds(100), { [self] _ in
+                guard failure == nil, ContinuousClock.now < deadline else { return false }
+                do {
+                    _ = try copyCommitted(into: spool, now: now)
+                } catch {
+                    failure = error
+                    return false
+                }
+                usleep(50)
+                return true
+            }) {
+                // What a passive checkpoint can do first is not done while the application's writers wait.
+                _ = try checkpointer.checkpoint()
+                return try checkpointer.checkpoint(restart: true)
+            }
+        }
+        if let failure { throw failure }
+        restarts += 1
+        if result.busy {
+            busyRestarts += 1
+            nextRestartAt = header.maxFrame + topUpThreshold / 10
+        } else {
+            nextRestartAt = 0
+        }
+        lastBackfilled = index.header()?.backfilled ?? lastBackfilled
     }
 
     // MARK: Pins

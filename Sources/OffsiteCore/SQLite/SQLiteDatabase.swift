@@ -252,6 +252,23 @@ public final class SQLiteDatabase {
         return WALIndex(region: region, connection: self)
     }
 
+    /// Runs `body` with `handler` as this connection's busy handler — called, on this thread, each
+    /// time a lock is found taken, with how many times it was called for that lock; true tries
+    /// again, false gives up with SQLITE_BUSY — and then puts back a busy timeout of `restoring`.
+    public func withBusyHandler<T>(restoring timeout: Duration, _ handler: @escaping (Int32) -> Bool,
+                                   _ body: () throws -> T) rethrows -> T {
+        let box = Unmanaged.passRetained(BusyHandlerBox(handler))
+        sqlite3_busy_handler(handle, { context, count in
+            Unmanaged<BusyHandlerBox>.fromOpaque(context!).takeUnretainedValue().handler(count) ? 1 : 0
+        }, box.toOpaque())
+        defer {
+            let millis = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+            sqlite3_busy_timeout(handle, Int32(clamping: millis))
+            box.release()
+        }
+        return try body()
+    }
+
     /// How a checkpoint went: whether it was blocked, the frames in the log, the frames checkpointed.
     public struct CheckpointResult: Sendable, Equatable {
         /// Whether it could not complete (another connection held what it needed).
@@ -272,6 +289,12 @@ public final class SQLiteDatabase {
         try check(rc, "checkpoint")
         return CheckpointResult(busy: false, logFrames: Int(log), checkpointedFrames: Int(done))
     }
+}
+
+/// A busy handler, kept alive while SQLite may call it.
+private final class BusyHandlerBox {
+    let handler: (Int32) -> Bool
+    init(_ handler: @escaping (Int32) -> Bool) { self.handler = handler }
 }
 
 /// A database's wal-index (`-shm`) as SQLite maps it, read-only: its header tells the last
