@@ -540,8 +540,16 @@ class Bench:
                 result.update(self.syncs(trace_file, start, end))
             if continuous:
                 last = max(c[0] for c in data["commits"])
-                wait_for(lambda: any(float(e["lastCommit"]) >= last for e in log_events(agent_log, "changes.shipped")),
-                         120, "the last commit shipped")
+                try:
+                    wait_for(lambda: any(float(e["lastCommit"]) >= last for e in log_events(agent_log, "changes.shipped")),
+                             120, "the last commit shipped")
+                except BenchFailure as failure:
+                    newest = max((float(e["lastCommit"]) for e in log_events(agent_log, "changes.shipped")), default=0)
+                    counter = sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
+                        "SELECT n FROM bench_counter").fetchone()[0]
+                    raise BenchFailure(f"{failure}: the writer's last commit began at {last:.0f} ms, the newest "
+                                       f"shipped commit is stamped {newest:.0f} ms; {len(data['commits'])} commits "
+                                       f"logged, counter {counter}; see {agent_log}") from None
                 shipped = log_events(agent_log, "changes.shipped")
                 result["rpo"] = rpo(data["commits"], shipped)
                 result["objects"] = len([e for e in shipped if start * 1000 <= float(e["shippedAt"]) <= end * 1000 + 60000])

@@ -16,6 +16,16 @@ import Testing
             db.execute("COMMIT")
         """#
 
+    /// A stamp is never before the moment it stands for, whatever part of a millisecond that is.
+    @Test(arguments: [(seconds: 1_796_385_932.5091, expected: Int64(1_796_385_932_510)),
+                      (seconds: 1_796_385_932.5099, expected: Int64(1_796_385_932_510)),
+                      (seconds: 1_796_385_932.5, expected: Int64(1_796_385_932_500))])
+    func aCommitTimeRoundsUpToTheMillisecond(seconds: Double, expected: Int64) {
+        let stamp = commitMilliseconds(Date(timeIntervalSince1970: seconds))
+        #expect(stamp == expected)
+        #expect(Double(stamp) >= seconds * 1000)
+    }
+
     @Test func changesAreShippedCompactedAndRestoredToTheNewestMoment() throws {
         let folder = try ScratchFolder("protection")
         let live = folder.file("app.db")

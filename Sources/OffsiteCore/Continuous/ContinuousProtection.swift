@@ -3,9 +3,12 @@ import Foundation
 import Glibc
 #endif
 
-/// A commit time as change objects carry it: milliseconds since 1970, rounded down.
+/// A commit time as change objects carry it: milliseconds since 1970, rounded up. The agent sees
+/// a commit after it was made, so its stamp is never before the commit; rounding down could put it
+/// before, and a restore to a moment within the same millisecond would then hold a commit made
+/// after that moment.
 func commitMilliseconds(_ date: Date) -> Int64 {
-    Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    Int64((date.timeIntervalSince1970 * 1000).rounded(.up))
 }
 
 /// What continuous protection tells the agent, from its own threads.
