@@ -787,7 +787,7 @@ def run_restore_bench(args, work):
         "transactions": written, "write_seconds": write_seconds,
         "write_rate": written / write_seconds, "hour_ratio": written / 180000,
         "db_mib": db_size / 2**20, "sizes_mib": {k: v / 2**20 for k, v in sizes.items()},
-        "changes": windows["changes"], "compacted": windows["compacted"], "base": base,
+        "changes": windows["changes"], "compacted": windows["compacted"], "base_id": base,
         "runs": runs, "crm_check": (check.returncode, check.stdout.strip()[-300:]), "latest_matches_live": same,
         "load": {"start": load_start, "end": load_average()},
     }
