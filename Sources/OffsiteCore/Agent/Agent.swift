@@ -86,6 +86,10 @@ public final class Agent: @unchecked Sendable {
     var fileSets: [FileSetRuntime] = []
     /// When the file sets' folders are next looked at for changes.
     private var nextFileScan: Date?
+    /// When the databases are looked at next (`pollDatabases`).
+    private var nextDatabasePoll: Date?
+    /// How often the databases are looked at for commits no file event tells of.
+    static let databasePollInterval: TimeInterval = 1
     /// Manual backups asked for over HTTP, and the database being backed up (see AgentControl.swift).
     let manualRequests = ManualBackupRequests()
     private let stopLock = NSLock()
@@ -201,11 +205,13 @@ public final class Agent: @unchecked Sendable {
         execute(start.actions)
         while !isStopping {
             persist()
-            let deadline = ([planner.nextDeadline(), flushDue, nextFileScan] + databases.map(\.checks.dueAt)).compactMap { $0 }.min()
+            let deadline = ([planner.nextDeadline(), flushDue, nextFileScan, nextDatabasePoll]
+                            + databases.map(\.checks.dueAt)).compactMap { $0 }.min()
             let wakeup = watcher.wait(until: deadline)
             if isStopping { break }
             handle(events: wakeup.events)
             runDeferredChecks()
+            pollDatabases()
             scanFileSets()
             handleContinuousEvents()
             runManualRequests()
@@ -376,6 +382,24 @@ public final class Agent: @unchecked Sendable {
             let folder = (database.ref.path as NSString).deletingLastPathComponent
             let touched = events.contains { $0.folder == folder && ($0.name == fileName || $0.name.hasPrefix(fileName + "-")) }
             guard touched, database.checks.event(at: now), database.detector.hasChanged() else { continue }
+            stage(planner.changed(database.ref.name, at: now))
+            logger.debug("database.changed", ["db": database.ref.name])
+        }
+    }
+
+    /// Looks at every database once a `databasePollInterval`: a commit to a WAL-mode database
+    /// writes only its `-wal`, which raises no event the agent watches for (`Watcher.watch`), so
+    /// this is how such a change is seen, at most a second late. One `PRAGMA data_version` each.
+    private func pollDatabases() {
+        let now = Date()
+        guard !databases.isEmpty else {
+            nextDatabasePoll = nil
+            return
+        }
+        if let due = nextDatabasePoll, now < due { return }
+        nextDatabasePoll = now.addingTimeInterval(Agent.databasePollInterval)
+        for database in databases {
+            guard database.checks.event(at: now), database.detector.hasChanged() else { continue }
             stage(planner.changed(database.ref.name, at: now))
             logger.debug("database.changed", ["db": database.ref.name])
         }

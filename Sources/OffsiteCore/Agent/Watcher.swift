@@ -4,8 +4,7 @@ import Glibc
 #endif
 
 /// Wakes the agent when something happens in the folders that hold its databases (inotify), or
-/// when another thread asks it to (a pipe), and otherwise sleeps until its next deadline: nothing
-/// polls in a loop.
+/// when another thread asks it to (a pipe), and otherwise sleeps until its next deadline.
 public final class Watcher {
     /// A change inside a watched folder.
     public struct Event: Sendable, Equatable {
@@ -43,10 +42,15 @@ public final class Watcher {
         close(wakeWrite)
     }
 
-    /// Watches `folder` for files written, created, moved in or deleted.
+    /// Watches `folder` for files written and closed, created, moved in or out, or deleted. Not
+    /// for every write (IN_MODIFY): the kernel queues that event and wakes this process inside the
+    /// application's own write(), once per commit of a WAL-mode database; a bare watcher with it
+    /// raised the application's commit p50 from 0.13 to 0.18 ms and p99 from 0.25 to 0.37 ms at 50
+    /// commits a second (without it: as alone). The agent looks at its databases once a second
+    /// instead (`Agent.databasePollInterval`).
     public func watch(folder: String) throws {
         guard !folders.values.contains(folder) else { return }
-        let mask = UInt32(IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
+        let mask = UInt32(IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
         let descriptor = inotify_add_watch(inotify, folder, mask)
         guard descriptor >= 0 else { throw FileIOError(operation: "watch", path: folder, code: errno) }
         folders[descriptor] = folder
