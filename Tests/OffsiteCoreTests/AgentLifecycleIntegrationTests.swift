@@ -48,8 +48,12 @@ import Testing
         }
         #expect(try await first.terminate() == 0)
         _ = try CRMWriter(path: crm, rate: 20, seed: 8).run(duration: .milliseconds(60))
-        let restartedAt = Date()
         let second = try AgentProcess(workspace, label: "second")
+        // Counted from the moment the agent is up, not from its launch: a loaded machine (the
+        // whole suite runs at once) can take seconds to start a process, which says nothing about
+        // the schedule.
+        try await second.waitFor("agent.start", timeout: 30)
+        let restartedAt = Date()
         try await second.waitFor("backup.done", timeout: 30, where: { $0["db"] == "crm" })
         let secondRun = try await eventually(timeout: 5, "the second run in the state") { () -> Date? in
             let run = StateStore(folder: workspace.localFolder).load().state.scheduledRuns?[workspace.targetName]
