@@ -381,9 +381,7 @@ public final class Agent: @unchecked Sendable {
             let fileName = (database.ref.path as NSString).lastPathComponent
             let folder = (database.ref.path as NSString).deletingLastPathComponent
             let touched = events.contains { $0.folder == folder && ($0.name == fileName || $0.name.hasPrefix(fileName + "-")) }
-            guard touched, database.checks.event(at: now), database.detector.hasChanged() else { continue }
-            stage(planner.changed(database.ref.name, at: now))
-            logger.debug("database.changed", ["db": database.ref.name])
+            if touched && database.checks.event(at: now) { checkForChange(database, at: now) }
         }
     }
 
@@ -399,9 +397,7 @@ public final class Agent: @unchecked Sendable {
         if let due = nextDatabasePoll, now < due { return }
         nextDatabasePoll = now.addingTimeInterval(Agent.databasePollInterval)
         for database in databases {
-            guard database.checks.event(at: now), database.detector.hasChanged() else { continue }
-            stage(planner.changed(database.ref.name, at: now))
-            logger.debug("database.changed", ["db": database.ref.name])
+            if database.checks.event(at: now) { checkForChange(database, at: now) }
         }
     }
 
@@ -409,10 +405,15 @@ public final class Agent: @unchecked Sendable {
     private func runDeferredChecks() {
         let now = Date()
         for database in databases {
-            guard database.checks.due(at: now), database.detector.hasChanged() else { continue }
-            stage(planner.changed(database.ref.name, at: now))
-            logger.debug("database.changed", ["db": database.ref.name])
+            if database.checks.due(at: now) { checkForChange(database, at: now) }
         }
+    }
+
+    /// Asks SQLite whether `database` changed since the last check and tells the planner if so.
+    private func checkForChange(_ database: DatabaseRuntime, at now: Date) {
+        guard database.detector.hasChanged() else { return }
+        stage(planner.changed(database.ref.name, at: now))
+        logger.debug("database.changed", ["db": database.ref.name])
     }
 
     // MARK: File sets
